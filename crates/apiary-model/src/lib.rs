@@ -1,0 +1,19 @@
+//! Apiary's domain types. No IO, no database, no sockets: every other crate speaks these.
+//!
+//! # Layout
+//! - [`raw`]: a message exactly as the broker received it.
+//! - [`event`]: what normalizers produce from it (sessions, files, urls, dorks, p0f metadata).
+//! - [`ident`]: hpfeeds credentials (ident, secret, channel ACLs).
+//! - [`bounded`]: length limits applied to every attacker-controlled string.
+
+pub mod bounded;
+pub mod event;
+pub mod ident;
+pub mod raw;
+
+pub use event::{
+    Credential, Dork, FileRecord, GeoInfo, HttpRequest, IdsAlert, Normalized, P0fMetadata,
+    Session, SessionDetails, UrlRecord,
+};
+pub use ident::{Ident, Secret};
+pub use raw::RawEvent;
