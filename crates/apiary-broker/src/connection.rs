@@ -1,0 +1,229 @@
+//! One client connection: a read loop that owns the protocol session and a writer task
+//! that drains the connection's outgoing queue in batches.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use hpfeeds::frame::{self, Frame};
+use rand::RngCore;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use crate::metrics::FrameRejection;
+use crate::router::{Outgoing, Published, SubQueue};
+use crate::server::Shared;
+use crate::session::{Action, Refusal, Session};
+
+/// Initial read buffer: small, because 10,000 idle sensors must fit in a few MiB.
+const INITIAL_READ_BUF: usize = 512;
+/// Writer batch: how many queued frames are written per syscall at most.
+const WRITE_BATCH: usize = 512;
+
+/// Serves one accepted connection until it closes, is kicked, or the broker shuts down.
+pub(crate) async fn serve<S>(
+    stream: S,
+    peer: SocketAddr,
+    conn: u64,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut reader, writer) = tokio::io::split(stream);
+    let kick = shutdown.child_token();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let queue = Arc::new(SubQueue::new(
+        tx,
+        shared.config.queue_limits(),
+        kick.clone(),
+    ));
+    let writer_task = tokio::spawn(write_loop(writer, rx, queue.clone()));
+
+    let mut nonce = [0u8; 4];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let info = Frame::Info {
+        name: Bytes::copy_from_slice(shared.config.name.as_bytes()),
+        nonce: Bytes::copy_from_slice(&nonce),
+    };
+    if let Ok(b) = info.to_bytes() {
+        queue.control(b);
+    }
+
+    let mut session = Session::new(nonce);
+    let mut subscribed: Vec<Bytes> = Vec::new();
+    let mut cache = shared.router.cache();
+    let mut buf = BytesMut::with_capacity(INITIAL_READ_BUF);
+    let mut actions = Vec::new();
+    let auth_deadline = tokio::time::Instant::now() + shared.config.auth_timeout;
+    let mut authed = false;
+
+    'conn: loop {
+        let read = tokio::select! {
+            biased;
+            _ = kick.cancelled() => break 'conn,
+            _ = tokio::time::sleep_until(auth_deadline), if !authed => {
+                shared.metrics.auth_timeouts.fetch_add(1, Relaxed);
+                send_error(&queue, "Authentication timeout");
+                break 'conn;
+            }
+            r = reader.read_buf(&mut buf) => r,
+        };
+        match read {
+            Ok(0) | Err(_) => break 'conn,
+            Ok(_) => {}
+        }
+        let received_at = chrono::Utc::now();
+        loop {
+            let len = match frame::check(&buf, shared.config.max_frame) {
+                Ok(len) => len,
+                Err(frame::Error::Incomplete) => {
+                    if let Some(&h) = buf.first_chunk::<4>() {
+                        // The header was validated by `check`, so this is bounded.
+                        let claimed = u32::from_be_bytes(h) as usize;
+                        buf.reserve(claimed.saturating_sub(buf.len()));
+                    }
+                    break;
+                }
+                Err(e) => {
+                    let (reason, text) = match e {
+                        frame::Error::TooLarge { len, max } => (
+                            FrameRejection::TooLarge,
+                            format!("Frame too large: {len} bytes, limit {max}"),
+                        ),
+                        frame::Error::Invalid("unknown opcode") => {
+                            (FrameRejection::UnknownOpcode, "Unknown opcode".to_string())
+                        }
+                        _ => (FrameRejection::ShortLength, format!("Invalid frame: {e}")),
+                    };
+                    shared.metrics.rejected(reason);
+                    debug!(%peer, conn, error = %text, "frame rejected; closing");
+                    send_error(&queue, &text);
+                    break 'conn;
+                }
+            };
+            let raw = buf.split_to(len).freeze();
+            let parsed = match frame::parse(raw.clone()) {
+                Ok(f) => f,
+                Err(e) => {
+                    shared.metrics.rejected(FrameRejection::Malformed);
+                    send_error(&queue, &format!("Invalid frame: {e}"));
+                    break 'conn;
+                }
+            };
+            actions.clear();
+            if let Some(refusal) = session.handle(parsed, &*shared.auth, &mut actions) {
+                shared.metrics.refused(refusal);
+                if refusal == Refusal::AuthFailed {
+                    info!(%peer, conn, "hpfeeds authentication failed");
+                }
+            }
+            for action in actions.drain(..) {
+                match action {
+                    Action::Reply(f) => {
+                        if let Ok(b) = f.to_bytes() {
+                            queue.control(b);
+                        }
+                    }
+                    Action::Close => break 'conn,
+                    Action::Authenticated(ident) => {
+                        authed = true;
+                        shared.metrics.authenticated_open.fetch_add(1, Relaxed);
+                        shared.register(conn, ident.clone(), kick.clone());
+                        debug!(%peer, conn, ident = %String::from_utf8_lossy(&ident), "authenticated");
+                    }
+                    Action::Publish { channel, payload } => {
+                        let ident = session.acl().map(|a| a.ident.clone()).unwrap_or_default();
+                        let msg = Published {
+                            ident,
+                            channel,
+                            payload,
+                            received_at,
+                        };
+                        // Waits only for an in-process consumer; stop reading meanwhile.
+                        tokio::select! {
+                            biased;
+                            _ = kick.cancelled() => break 'conn,
+                            _ = shared.router.publish(&mut cache, conn, msg, &raw) => {}
+                        }
+                    }
+                    Action::Subscribe(channel) => {
+                        if let Some(acl) = session.acl() {
+                            shared.router.subscribe(conn, &acl.ident, &channel, &queue);
+                            if !subscribed.contains(&channel) {
+                                subscribed.push(channel);
+                            }
+                        }
+                    }
+                    Action::Unsubscribe(channel) => {
+                        shared.router.unsubscribe(conn, &channel);
+                        subscribed.retain(|c| c != &channel);
+                    }
+                }
+            }
+        }
+        // Give memory back after a large frame so idle connections stay small.
+        if buf.is_empty() && buf.capacity() > 64 * 1024 {
+            buf = BytesMut::with_capacity(INITIAL_READ_BUF);
+        }
+    }
+
+    shared.router.remove_connection(conn, &subscribed);
+    if authed {
+        shared.metrics.authenticated_open.fetch_sub(1, Relaxed);
+        shared.deregister(conn);
+    }
+    queue.close();
+    // The writer flushes pending error frames; bound the wait so shutdown cannot hang.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer_task).await;
+}
+
+fn send_error(queue: &SubQueue, text: &str) {
+    if let Ok(b) = Frame::error(text).to_bytes() {
+        queue.control(b);
+    }
+}
+
+async fn write_loop<W: AsyncWrite>(
+    writer: W,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    queue: Arc<SubQueue>,
+) {
+    tokio::pin!(writer);
+    let mut batch = Vec::with_capacity(16);
+    let mut out = BytesMut::new();
+    'outer: loop {
+        batch.clear();
+        if rx.recv_many(&mut batch, WRITE_BATCH).await == 0 {
+            break;
+        }
+        out.clear();
+        let (mut frames, mut bytes, mut close) = (0, 0, false);
+        for item in batch.drain(..) {
+            match item {
+                Outgoing::Frame(b) => {
+                    frames += 1;
+                    bytes += b.len();
+                    out.extend_from_slice(&b);
+                }
+                Outgoing::Close => {
+                    close = true;
+                    break;
+                }
+            }
+        }
+        let res = writer.write_all(&out).await;
+        queue.written(frames, bytes);
+        if res.is_err() || close {
+            break 'outer;
+        }
+        if out.capacity() > 256 * 1024 {
+            out = BytesMut::new();
+        }
+    }
+    let _ = writer.flush().await;
+    let _ = writer.shutdown().await;
+}
