@@ -22,6 +22,10 @@ use crate::session::{Action, Refusal, Session};
 const INITIAL_READ_BUF: usize = 512;
 /// Writer batch: how many queued frames are written per syscall at most.
 const WRITE_BATCH: usize = 512;
+/// Largest frame accepted before authentication: an AUTH of a 255-byte ident and a
+/// 20-byte hash (hpfeeds 3 uses the same bound). Without it every unauthenticated peer
+/// could make the broker buffer up to `max_frame` bytes.
+const PRE_AUTH_MAX_FRAME: usize = 5 + 1 + 255 + 20;
 
 /// Serves one accepted connection until it closes, is kicked, or the broker shuts down.
 pub(crate) async fn serve<S>(
@@ -78,7 +82,12 @@ pub(crate) async fn serve<S>(
         }
         let received_at = chrono::Utc::now();
         loop {
-            let len = match frame::check(&buf, shared.config.max_frame) {
+            let limit = if authed {
+                shared.config.max_frame
+            } else {
+                PRE_AUTH_MAX_FRAME.min(shared.config.max_frame)
+            };
+            let len = match frame::check(&buf, limit) {
                 Ok(len) => len,
                 Err(frame::Error::Incomplete) => {
                     if let Some(&h) = buf.first_chunk::<4>() {

@@ -29,6 +29,7 @@
 //!   `<chan>`; the broker publishes `join`/`leave` there (ident = the subscriber).
 //! - The publisher never receives its own message (legacy: no echo).
 //! - Frame length < 5, above the limit, or an unknown opcode: an ERROR frame, then close.
+//!   Before authentication the limit is 281 bytes (the largest AUTH).
 //!   A client sending INFO or ERROR: `Unexpected <op> from client`, close.
 //! - Slow TCP subscribers: each has a queue bounded in frames and bytes. A message that
 //!   does not fit is dropped for that subscriber only and counted; a subscriber that stays

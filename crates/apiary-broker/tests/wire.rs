@@ -252,7 +252,8 @@ async fn broker_channel_reports_join_and_leave() {
 async fn auth_timeout_closes_idle_connection() {
     let b = start(
         BrokerConfig {
-            auth_timeout: Duration::from_millis(300),
+            // Long enough for a login on a loaded machine, short enough to wait for.
+            auth_timeout: Duration::from_secs(1),
             ..config()
         },
         &default_idents(),
@@ -265,7 +266,7 @@ async fn auth_timeout_closes_idle_connection() {
 
     // An authenticated connection outlives the auth timeout.
     let mut ok = b.login("pub1", "pubsecret").await;
-    let idle_until = tokio::time::Instant::now() + Duration::from_millis(600);
+    let idle_until = tokio::time::Instant::now() + Duration::from_millis(1500);
     tokio::time::sleep_until(idle_until).await;
     ok.sync().await;
     assert_eq!(b.broker.metrics().auth_timeouts.load(Relaxed), 1);
