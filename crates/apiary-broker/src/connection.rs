@@ -187,7 +187,16 @@ pub(crate) async fn serve<S>(
     }
     queue.close();
     // The writer flushes pending error frames; bound the wait so shutdown cannot hang.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer_task).await;
+    // A peer that never reads keeps `write_all` pending forever, so a writer still
+    // running after the wait is aborted: that drops the socket. (Dropping the handle
+    // alone would leave the task, and the connection, alive.)
+    let mut writer_task = writer_task;
+    if tokio::time::timeout(std::time::Duration::from_secs(2), &mut writer_task)
+        .await
+        .is_err()
+    {
+        writer_task.abort();
+    }
 }
 
 fn send_error(queue: &SubQueue, text: &str) {
