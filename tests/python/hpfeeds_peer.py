@@ -15,12 +15,14 @@ Modes:
                  --stop-on-error is given.
     sync-pub     hpfeeds.new(...), publish each --payload; with --wait-error S, then
                  waits up to S seconds for a broker error (client.wait()).
-    sync-auth    hpfeeds.new(...) only, then client.wait(): reports what the broker
-                 answers to the AUTH (error text, or nothing).
+    sync-auth    hpfeeds.new(...) only, then client.wait() for --wait-error seconds
+                 (default 5): reports what the broker answers to the AUTH (error text,
+                 or nothing).
     async-sub    hpfeeds.asyncio.ClientSession: subscribe, read --count messages.
     async-pub    hpfeeds.asyncio.ClientSession: publish each --payload, then close.
 
-Exit status: 0 on success, 3 on timeout.
+Every mode ends after --timeout seconds at the latest (event "timeout", exit status 3);
+otherwise the exit status is 0.
 """
 
 import argparse
@@ -89,8 +91,7 @@ def sync_sub(args):
         finished.set()
 
     threading.Thread(target=run, daemon=True).start()
-    if not finished.wait(args.timeout):
-        timed_out()
+    finished.wait()
     client.close()
     emit(event="done")
 
@@ -112,7 +113,7 @@ def sync_pub(args):
 def sync_auth(args):
     client = new_client(args)
     emit(event="connected", broker=as_text(client.brokername))
-    err = client.wait(timeout=args.timeout)
+    err = client.wait(timeout=args.wait_error or 5.0)
     if err is not None:
         emit(event="error", text=as_text(err))
     client.close()
@@ -163,6 +164,12 @@ def main():
     p.add_argument("--certfile")
     args = p.parse_args()
 
+    # A hard deadline for every mode: hpfeeds.new() retries a failed connect (TLS
+    # verification included) forever, whatever `reconnect` says, and after a broker
+    # error ClientSession reconnects forever and may never finish closing.
+    watchdog = threading.Timer(args.timeout, timed_out)
+    watchdog.daemon = True
+    watchdog.start()
     if args.mode == "sync-sub":
         sync_sub(args)
     elif args.mode == "sync-pub":
@@ -170,13 +177,8 @@ def main():
     elif args.mode == "sync-auth":
         sync_auth(args)
     else:
-        # A hard deadline: after a broker error ClientSession reconnects forever, and
-        # leaving its context can then wait forever for a close that never comes.
-        watchdog = threading.Timer(args.timeout, timed_out)
-        watchdog.daemon = True
-        watchdog.start()
         asyncio.run(async_sub(args) if args.mode == "async-sub" else async_pub(args))
-        watchdog.cancel()
+    watchdog.cancel()
 
 
 if __name__ == "__main__":

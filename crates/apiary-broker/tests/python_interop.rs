@@ -42,7 +42,14 @@ async fn roundtrip(sub_mode: &str, pub_mode: &str) {
     expect_join(&mut watch, "both").await;
 
     let args = [
-        "--ident", "sub1", "--secret", "subsecret", "--channel", "test", "--count", "2",
+        "--ident",
+        "sub1",
+        "--secret",
+        "subsecret",
+        "--channel",
+        "test",
+        "--count",
+        "2",
     ];
     let mut py_sub = PyPeer::spawn(sub_mode, b.addr, &args);
     py_sub.expect("connected").await;
@@ -53,7 +60,13 @@ async fn roundtrip(sub_mode: &str, pub_mode: &str) {
         pub_mode,
         b.addr,
         &[
-            "--ident", "pub1", "--secret", "pubsecret", "--channel", "test", "--payload",
+            "--ident",
+            "pub1",
+            "--secret",
+            "pubsecret",
+            "--channel",
+            "test",
+            "--payload",
             payload,
         ],
     );
@@ -101,7 +114,14 @@ async fn python_sync_client_reports_broker_name() {
     let peer = PyPeer::spawn(
         "sync-auth",
         b.addr,
-        &["--ident", "pub1", "--secret", "pubsecret", "--timeout", "1"],
+        &[
+            "--ident",
+            "pub1",
+            "--secret",
+            "pubsecret",
+            "--wait-error",
+            "1",
+        ],
     );
     let events = peer.finish_ok().await;
     assert_eq!(events[0]["broker"], "apiary-test");
@@ -131,7 +151,13 @@ async fn python_sync_client_sees_auth_failure() {
         "sync-sub",
         b.addr,
         &[
-            "--ident", "sub1", "--secret", "wrong", "--channel", "test", "--stop-on-error",
+            "--ident",
+            "sub1",
+            "--secret",
+            "wrong",
+            "--channel",
+            "test",
+            "--stop-on-error",
         ],
     );
     let events = peer.finish_ok().await;
@@ -154,8 +180,16 @@ async fn python_asyncio_client_with_wrong_secret_gets_nothing() {
         "async-sub",
         b.addr,
         &[
-            "--ident", "sub1", "--secret", "wrong", "--channel", "test", "--count", "1",
-            "--timeout", "3",
+            "--ident",
+            "sub1",
+            "--secret",
+            "wrong",
+            "--channel",
+            "test",
+            "--count",
+            "1",
+            "--timeout",
+            "3",
         ],
     );
     let mut publ = b.login("pub1", "pubsecret").await;
@@ -187,8 +221,16 @@ async fn python_clients_get_acl_refusals_and_nothing_is_delivered() {
         "sync-sub",
         b.addr,
         &[
-            "--ident", "sub1", "--secret", "subsecret", "--channel", "test", "--channel",
-            "forbidden", "--count", "1",
+            "--ident",
+            "sub1",
+            "--secret",
+            "subsecret",
+            "--channel",
+            "test",
+            "--channel",
+            "forbidden",
+            "--count",
+            "1",
         ],
     );
     py_sub.expect("connected").await;
@@ -199,8 +241,16 @@ async fn python_clients_get_acl_refusals_and_nothing_is_delivered() {
         "sync-pub",
         b.addr,
         &[
-            "--ident", "pub1", "--secret", "pubsecret", "--channel", "forbidden", "--payload",
-            "leak", "--wait-error", "10",
+            "--ident",
+            "pub1",
+            "--secret",
+            "pubsecret",
+            "--channel",
+            "forbidden",
+            "--payload",
+            "leak",
+            "--wait-error",
+            "10",
         ],
     );
     let events = py_pub.finish_ok().await;

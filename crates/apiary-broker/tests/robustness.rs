@@ -46,7 +46,10 @@ async fn expect_rejected(b: &TestBroker, bytes: &[u8], prefix: &str) -> String {
     // The broker may close before reading everything; that is fine.
     let _ = c.try_send_raw(bytes).await;
     let text = c.expect_error_text().await;
-    assert!(text.starts_with(prefix), "{text:?} should start with {prefix:?}");
+    assert!(
+        text.starts_with(prefix),
+        "{text:?} should start with {prefix:?}"
+    );
     c.expect_closed().await;
     text
 }
@@ -58,7 +61,9 @@ async fn garbage_gets_error_and_close() {
     expect_rejected(&b, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "Frame too large").await;
     expect_rejected(
         &b,
-        &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03],
+        &[
+            0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+        ],
         "Frame too large",
     )
     .await;
@@ -271,7 +276,10 @@ async fn thousand_idle_connections_do_not_lock_out_authenticated_clients() {
     let _serial = SERIAL.lock().await;
     // 1,000 flood sockets plus the broker's side of the accepted ones.
     let limit = rlimit::increase_nofile_limit(8192).expect("raise RLIMIT_NOFILE");
-    assert!(limit >= 2200, "open-files limit too low for this test: {limit}");
+    assert!(
+        limit >= 2200,
+        "open-files limit too low for this test: {limit}"
+    );
     let b = start(
         BrokerConfig {
             max_unauthenticated: 300,
@@ -297,7 +305,11 @@ async fn thousand_idle_connections_do_not_lock_out_authenticated_clients() {
     assert_eq!(&p[..], b"during");
     // ...and the rest of the flood hits the limit of unauthenticated connections.
     let (a2, r2) = flood(&b, 850, &mut idle).await;
-    assert_eq!((a2, r2), (150, 700), "300 pending allowed, the rest refused");
+    assert_eq!(
+        (a2, r2),
+        (150, 700),
+        "300 pending allowed, the rest refused"
+    );
     assert_eq!(m.connections_refused.load(Relaxed), 700);
     assert_eq!(m.connections_open.load(Relaxed), 302);
     assert_eq!(m.authenticated_open.load(Relaxed), 2);
@@ -353,7 +365,10 @@ async fn metrics_count_rejections_refusals_and_timeouts() {
         "apiary_broker_refusals_total{reason=\"publish_denied\"} 1",
         "apiary_broker_connections_total 5",
     ] {
-        assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in:\n{text}"
+        );
     }
 
     // Auth timeouts, on a broker with a short one.
@@ -370,7 +385,8 @@ async fn metrics_count_rejections_refusals_and_timeouts() {
     let mut text = String::new();
     b.broker.metrics().render(&mut text);
     assert!(
-        text.lines().any(|l| l == "apiary_broker_auth_timeouts_total 1"),
+        text.lines()
+            .any(|l| l == "apiary_broker_auth_timeouts_total 1"),
         "{text}"
     );
 }

@@ -157,9 +157,10 @@ async fn slow_internal_consumer_loses_nothing_and_slows_the_publisher() {
     const N: u64 = 1000;
     let b = start(config(), &default_idents()).await;
     let mut rx = b.broker.subscribe_internal(ChannelFilter::All, 8);
-    let mut other = b
-        .broker
-        .subscribe_internal(ChannelFilter::Only(HashSet::from([Bytes::from("other")])), 1);
+    let mut other = b.broker.subscribe_internal(
+        ChannelFilter::Only(HashSet::from([Bytes::from("other")])),
+        1,
+    );
     let m = b.broker.metrics().clone();
 
     let mut publ = b.login("pub1", "pubsecret").await;
@@ -190,6 +191,9 @@ async fn slow_internal_consumer_loses_nothing_and_slows_the_publisher() {
         .expect("publisher task");
     assert!(rx.try_recv().is_err(), "no extra messages");
     assert!(other.try_recv().is_err(), "filtered consumer got nothing");
-    assert!(m.internal_waits.load(Relaxed) > 0, "publisher was backpressured");
+    assert!(
+        m.internal_waits.load(Relaxed) > 0,
+        "publisher was backpressured"
+    );
     assert_eq!(m.internal_delivered.load(Relaxed), N);
 }

@@ -64,7 +64,10 @@ async fn publish_is_relayed_byte_exact_with_publisher_ident() {
 
     let (raw, ident, channel, got) = sub.expect_publish().await;
     assert_eq!(&raw[..], &expected[..]);
-    assert_eq!((&ident[..], &channel[..], &got[..]), (&b"pub1"[..], &b"test"[..], &payload[..]));
+    assert_eq!(
+        (&ident[..], &channel[..], &got[..]),
+        (&b"pub1"[..], &b"test"[..], &payload[..])
+    );
 
     // Binary payloads (including bytes that are not UTF-8) pass through untouched.
     let binary: Vec<u8> = (0..=255u8).collect();
@@ -136,7 +139,10 @@ async fn acl_refusals_are_non_fatal() {
     sub.sync().await;
     publ.publish("test", "after refusals").await;
     let (_, ident, _, payload) = sub.expect_publish().await;
-    assert_eq!((&ident[..], &payload[..]), (&b"pub1"[..], &b"after refusals"[..]));
+    assert_eq!(
+        (&ident[..], &payload[..]),
+        (&b"pub1"[..], &b"after refusals"[..])
+    );
     let m = b.broker.metrics();
     assert_eq!(m.refusal_count(Refusal::PublishDenied), 2);
     assert_eq!(m.refusal_count(Refusal::SubscribeDenied), 1);
@@ -166,10 +172,7 @@ async fn spoofed_ident_is_refused_and_not_relayed() {
     publ.publish("test", "genuine").await;
     let (_, ident, _, payload) = sub.expect_publish().await;
     assert_eq!((&ident[..], &payload[..]), (&b"pub1"[..], &b"genuine"[..]));
-    assert_eq!(
-        b.broker.metrics().refusal_count(Refusal::IdentMismatch),
-        2
-    );
+    assert_eq!(b.broker.metrics().refusal_count(Refusal::IdentMismatch), 2);
 }
 
 #[tokio::test]
@@ -285,7 +288,11 @@ async fn removed_ident_is_disconnected_and_changed_acl_applies_on_reconnect() {
         ident("watch", "watchsecret", &[], &["test"]),
         ident("both", "bothsecret", &["test"], &["test", "other"]),
     ];
-    assert_eq!(b.broker.load_idents(&idents), 2, "sub1 and pub1 connections");
+    assert_eq!(
+        b.broker.load_idents(&idents),
+        2,
+        "sub1 and pub1 connections"
+    );
     sub.expect_closed().await;
     publ.expect_closed().await;
     watch.sync().await; // Unchanged ident: connection untouched.

@@ -94,7 +94,10 @@ impl PyPeer {
                 Err(_) => {
                     let _ = self.child.start_kill();
                     let err = self.stderr().await;
-                    panic!("{} did not finish; events {events:?}; stderr:\n{err}", self.what)
+                    panic!(
+                        "{} did not finish; events {events:?}; stderr:\n{err}",
+                        self.what
+                    )
                 }
             }
         }
@@ -170,7 +173,10 @@ impl PyBroker {
                 c
             } else {
                 let mut c = std::process::Command::new(&py);
-                c.args(["-c", "import sys; from hpfeeds.scripts.broker import main; sys.exit(main())"]);
+                c.args([
+                    "-c",
+                    "import sys; from hpfeeds.scripts.broker import main; sys.exit(main())",
+                ]);
                 c
             };
             cmd.args(["--bind", &format!("127.0.0.1:{port}")])
@@ -204,7 +210,11 @@ impl PyBroker {
 
     fn output(&self) -> String {
         let read = |f: &str| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
-        format!("stdout:\n{}\nstderr:\n{}", read("broker.log"), read("broker.err"))
+        format!(
+            "stdout:\n{}\nstderr:\n{}",
+            read("broker.log"),
+            read("broker.err")
+        )
     }
 
     async fn wait_ready(&mut self) -> Result<(), String> {
