@@ -1,0 +1,464 @@
+//! The embedded SQLite backend.
+//!
+//! # Concurrency
+//! SQLite allows one writer at a time, so the backend owns exactly one writer connection
+//! behind a mutex; writes run on tokio's blocking pool while holding it. Reads go to a
+//! small pool of separate read-only connections: in WAL mode a reader sees the last
+//! committed snapshot and never waits for the writer. An in-memory database cannot be
+//! shared between connections without SQLite's shared-cache mode (whose table locks would
+//! make readers wait anyway), so there everything uses the one connection.
+
+mod admin;
+mod conv;
+mod migrate;
+mod read;
+mod rows;
+mod write;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use apiary_model::{Ident, RawEvent, Session};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::Semaphore;
+
+use crate::types::*;
+use crate::{Outcome, Result, Store, StoreError};
+
+/// Reader connections per file database. Two cores, and each query is short: a few
+/// readers keep the dashboard, the API and /metrics from queueing behind each other.
+const READERS: usize = 4;
+
+/// How long a connection waits on a lock held by another process (e.g. `apiary ident add`
+/// while the server runs) before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Cached prepared statements per connection; the write path uses about ten.
+const STATEMENT_CACHE: usize = 64;
+
+/// SQLite store. See the module docs for the connection layout.
+pub(crate) struct SqliteStore {
+    writer: Arc<Mutex<Option<Connection>>>,
+    readers: Option<Arc<ReaderPool>>,
+    path: Option<PathBuf>,
+}
+
+struct ReaderPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    permits: Semaphore,
+    closed: Mutex<bool>,
+}
+
+fn closed() -> StoreError {
+    StoreError::Other("the store is closed".into())
+}
+
+fn join_err(e: tokio::task::JoinError) -> StoreError {
+    StoreError::Other(format!("database task failed: {e}"))
+}
+
+fn open_writer(path: Option<&Path>) -> Result<Connection> {
+    let conn = match path {
+        Some(p) => Connection::open_with_flags(
+            p,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| StoreError::Other(format!("cannot open database {}: {e}", p.display())))?,
+        None => Connection::open_in_memory()?,
+    };
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    if path.is_some() {
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Other(format!(
+                "cannot switch the database to WAL mode (got {mode})"
+            )));
+        }
+    }
+    // NORMAL under WAL: a power cut may lose the last transactions, never corrupt.
+    // The 64 MiB page cache keeps the hot end of every session index in memory.
+    conn.execute_batch(
+        "PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -65536;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+fn open_reader(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.execute_batch("PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16384;")?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens `path` (or a private in-memory database) and applies migrations.
+    pub(crate) async fn open(path: Option<PathBuf>) -> Result<Self> {
+        if let Some(p) = &path {
+            if let Some(parent) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                if !parent.is_dir() {
+                    return Err(StoreError::Invalid(format!(
+                        "cannot create database {}: directory {} does not exist",
+                        p.display(),
+                        parent.display()
+                    )));
+                }
+            }
+        }
+        let p = path.clone();
+        let writer = tokio::task::spawn_blocking(move || -> Result<Connection> {
+            let mut conn = open_writer(p.as_deref())?;
+            migrate::migrate(&mut conn)?;
+            Ok(conn)
+        })
+        .await
+        .map_err(join_err)??;
+        let readers = path.as_ref().map(|p| {
+            Arc::new(ReaderPool {
+                path: p.clone(),
+                idle: Mutex::new(Vec::new()),
+                permits: Semaphore::new(READERS),
+                closed: Mutex::new(false),
+            })
+        });
+        Ok(Self {
+            writer: Arc::new(Mutex::new(Some(writer))),
+            readers,
+            path,
+        })
+    }
+
+    /// Runs `f` on the writer connection on the blocking pool.
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = writer.lock();
+            let conn = guard.as_mut().ok_or_else(closed)?;
+            f(conn)
+        })
+        .await
+        .map_err(join_err)?
+    }
+
+    /// Runs `f` on a reader connection (the writer for in-memory databases).
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let Some(pool) = self.readers.clone() else {
+            return self.write(move |c| f(c)).await;
+        };
+        let _permit = pool.permits.acquire().await.map_err(|_| closed())?;
+        if *pool.closed.lock() {
+            return Err(closed());
+        }
+        let conn = pool.idle.lock().pop();
+        let p2 = pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match conn {
+                Some(c) => c,
+                None => open_reader(&p2.path)?,
+            };
+            let out = f(&conn);
+            // A connection whose closure panicked is dropped with the task instead.
+            if !*p2.closed.lock() {
+                p2.idle.lock().push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(join_err)?
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<u32> {
+        self.write(migrate::migrate).await
+    }
+
+    async fn close(&self) {
+        if let Some(pool) = &self.readers {
+            *pool.closed.lock() = true;
+            pool.idle.lock().clear();
+        }
+        let writer = self.writer.clone();
+        let file = self.path.is_some();
+        let done = tokio::task::spawn_blocking(move || {
+            let Some(conn) = writer.lock().take() else {
+                return;
+            };
+            if file {
+                if let Err(e) =
+                    conn.execute_batch("PRAGMA optimize; PRAGMA wal_checkpoint(TRUNCATE);")
+                {
+                    tracing::warn!(error = %e, "WAL checkpoint on close failed");
+                }
+            }
+            if let Err((_, e)) = conn.close() {
+                tracing::warn!(error = %e, "closing the database failed");
+            }
+        })
+        .await;
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "closing the database failed");
+        }
+    }
+
+    async fn list_idents(&self) -> Result<Vec<Ident>> {
+        self.read(admin::list_idents).await
+    }
+
+    async fn get_ident(&self, ident: &str) -> Result<Option<Ident>> {
+        let ident = ident.to_owned();
+        self.read(move |c| admin::get_ident(c, &ident)).await
+    }
+
+    async fn upsert_ident(&self, ident: &Ident) -> Result<()> {
+        let ident = ident.clone();
+        self.write(move |c| admin::upsert_ident(c, &ident)).await
+    }
+
+    async fn delete_ident(&self, ident: &str) -> Result<bool> {
+        let ident = ident.to_owned();
+        self.write(move |c| admin::delete_ident(c, &ident)).await
+    }
+
+    async fn idents_version(&self) -> Result<i64> {
+        self.read(admin::idents_version).await
+    }
+
+    async fn list_sensors(&self) -> Result<Vec<SensorRecord>> {
+        self.read(admin::list_sensors).await
+    }
+
+    async fn get_sensor(&self, uuid: &str) -> Result<Option<SensorRecord>> {
+        let uuid = uuid.to_owned();
+        self.read(move |c| admin::get_sensor(c, &uuid)).await
+    }
+
+    async fn create_sensor(&self, sensor: &SensorRecord) -> Result<()> {
+        let s = sensor.clone();
+        self.write(move |c| admin::create_sensor(c, &s)).await
+    }
+
+    async fn update_sensor(&self, sensor: &SensorRecord) -> Result<()> {
+        let s = sensor.clone();
+        self.write(move |c| admin::update_sensor(c, &s)).await
+    }
+
+    async fn delete_sensor(&self, uuid: &str) -> Result<bool> {
+        let uuid = uuid.to_owned();
+        self.write(move |c| admin::delete_sensor(c, &uuid)).await
+    }
+
+    async fn touch_sensor(&self, ident: &str, at: DateTime<Utc>) -> Result<()> {
+        let ident = ident.to_owned();
+        self.write(move |c| admin::touch_sensor(c, &ident, at))
+            .await
+    }
+
+    async fn record_heartbeat(
+        &self,
+        uuid: &str,
+        at: DateTime<Utc>,
+        info: serde_json::Value,
+    ) -> Result<bool> {
+        let uuid = uuid.to_owned();
+        self.write(move |c| admin::record_heartbeat(c, &uuid, at, &info))
+            .await
+    }
+
+    async fn insert_batch(&self, batch: Vec<IngestItem>) -> Result<BatchResult> {
+        if batch.is_empty() {
+            return Ok(BatchResult::default());
+        }
+        self.write(move |c| write::insert_batch(c, batch)).await
+    }
+
+    async fn renormalize_batch(&self, items: Vec<(i64, Outcome)>) -> Result<BatchResult> {
+        if items.is_empty() {
+            return Ok(BatchResult::default());
+        }
+        self.write(move |c| write::renormalize_batch(c, items))
+            .await
+    }
+
+    async fn raw_for_renormalize(
+        &self,
+        filter: RawFilter,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<RawEvent>> {
+        self.read(move |c| read::raw_for_renormalize(c, &filter, after_id, limit))
+            .await
+    }
+
+    async fn sessions(
+        &self,
+        filter: SessionFilter,
+        page: Page,
+    ) -> Result<(Vec<Session>, Option<Cursor>)> {
+        self.read(move |c| read::sessions(c, &filter, &page)).await
+    }
+
+    async fn session(&self, id: i64) -> Result<Option<Session>> {
+        self.read(move |c| read::session(c, id)).await
+    }
+
+    async fn raw(&self, id: i64) -> Result<Option<StoredRaw>> {
+        self.read(move |c| read::raw(c, id)).await
+    }
+
+    async fn raw_messages(
+        &self,
+        query: RawQuery,
+        page: Page,
+    ) -> Result<(Vec<StoredRaw>, Option<Cursor>)> {
+        self.read(move |c| read::raw_messages(c, &query, &page))
+            .await
+    }
+
+    async fn top(
+        &self,
+        dimension: Dimension,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>> {
+        self.read(move |c| read::top(c, dimension, since, until, limit))
+            .await
+    }
+
+    async fn counts_per_hour(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        filter: Option<(Dimension, String)>,
+    ) -> Result<Vec<HourCount>> {
+        self.read(move |c| read::counts_per_hour(c, since, until, filter))
+            .await
+    }
+
+    async fn total_sessions(&self, since: DateTime<Utc>, until: DateTime<Utc>) -> Result<u64> {
+        self.read(move |c| read::total_sessions(c, since, until))
+            .await
+    }
+
+    async fn attacker_stats(
+        &self,
+        ip: IpAddr,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<AttackerStats> {
+        self.read(move |c| read::attacker_stats(c, ip, since)).await
+    }
+
+    async fn files(&self, page: Page) -> Result<(Vec<FileRow>, Option<Cursor>)> {
+        self.read(move |c| read::files(c, &page)).await
+    }
+
+    async fn file(&self, hash: &str) -> Result<Option<FileRow>> {
+        let hash = hash.to_ascii_lowercase();
+        self.read(move |c| read::file(c, &hash)).await
+    }
+
+    async fn urls(&self, page: Page) -> Result<(Vec<UrlRow>, Option<Cursor>)> {
+        self.read(move |c| read::urls(c, &page)).await
+    }
+
+    async fn dorks(&self, page: Page) -> Result<(Vec<DorkRow>, Option<Cursor>)> {
+        self.read(move |c| read::dorks(c, &page)).await
+    }
+
+    async fn metadata(&self, page: Page) -> Result<(Vec<MetadataRow>, Option<Cursor>)> {
+        self.read(move |c| read::metadata(c, &page)).await
+    }
+
+    async fn metadata_for(&self, ip: &str) -> Result<Option<MetadataRow>> {
+        let ip = ip.to_owned();
+        self.read(move |c| read::metadata_for(c, &ip)).await
+    }
+
+    async fn table_counts(&self) -> Result<Vec<(String, u64)>> {
+        self.read(read::table_counts).await
+    }
+
+    async fn database_size_bytes(&self) -> Result<u64> {
+        let wal = self.path.as_ref().map(|p| {
+            let mut w = p.clone().into_os_string();
+            w.push("-wal");
+            std::fs::metadata(w).map_or(0, |m| m.len())
+        });
+        let main = self.read(read::database_size).await?;
+        Ok(if self.path.is_some() {
+            main + wal.unwrap_or(0)
+        } else {
+            0
+        })
+    }
+
+    async fn prune(
+        &self,
+        raw_older_than: Option<DateTime<Utc>>,
+        sessions_older_than: Option<DateTime<Utc>>,
+        batch_limit: usize,
+    ) -> Result<PruneResult> {
+        let limit = batch_limit.clamp(1, 100_000);
+        let mut total = PruneResult::default();
+        // One short transaction per step; the writer mutex is released in between so
+        // ingest batches interleave with a long retention pass.
+        if let Some(t) = raw_older_than {
+            loop {
+                let n = self.write(move |c| write::prune_raw(c, t, limit)).await?;
+                total.raw += n;
+                if n < limit as u64 {
+                    break;
+                }
+            }
+        }
+        if let Some(t) = sessions_older_than {
+            loop {
+                let (s, cr) = self
+                    .write(move |c| write::prune_sessions(c, t, limit))
+                    .await?;
+                total.sessions += s;
+                total.credentials += cr;
+                if s < limit as u64 {
+                    break;
+                }
+            }
+            for dim in Dimension::ALL {
+                loop {
+                    let n = self
+                        .write(move |c| write::prune_rollups(c, dim, t, limit))
+                        .await?;
+                    total.rollups += n;
+                    if n < limit as u64 {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(total)
+    }
+}

@@ -1,0 +1,1 @@
+//! Row adapters (filled in with the read path).
