@@ -12,6 +12,7 @@ use apiary_broker::router::ChannelFilter;
 use apiary_broker::BrokerConfig;
 use bytes::Bytes;
 use common::*;
+use hpfeeds::frame::Frame;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpSocket;
 
@@ -75,12 +76,27 @@ async fn stalled_subscriber_does_not_stall_publisher_or_other_subscribers() {
         let (received, total) = (received.clone(), total.clone());
         tokio::spawn(async move {
             let mut next = 0u64;
+            let mut last_progress = tokio::time::Instant::now();
+            // `total` is only known at the end, so poll for it between short reads.
             while next < total.load(Relaxed) {
-                let (_, ident, _, p) = reader.expect_publish().await;
-                assert_eq!(&ident[..], b"pub1");
-                assert_eq!(seq_of(&p), next, "reading subscriber lost or reordered");
-                next += 1;
-                received.store(next, Relaxed);
+                match reader.read(Duration::from_millis(100)).await {
+                    Read::Frame(_, Frame::Publish { ident, payload, .. }) => {
+                        assert_eq!(&ident[..], b"pub1");
+                        assert_eq!(
+                            seq_of(&payload),
+                            next,
+                            "reading subscriber lost or reordered"
+                        );
+                        next += 1;
+                        received.store(next, Relaxed);
+                        last_progress = tokio::time::Instant::now();
+                    }
+                    Read::Timeout => assert!(
+                        last_progress.elapsed() < WAIT,
+                        "reading subscriber starved at message {next}"
+                    ),
+                    other => panic!("reading subscriber got {other:?}"),
+                }
             }
         })
     };
