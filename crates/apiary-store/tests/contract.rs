@@ -4,10 +4,20 @@
 //!
 //! Every test expects an empty database.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use apiary_model::{Ident, Secret};
-use apiary_store::{open, Store};
+use apiary_model::{
+    Credential, Dork, FileRecord, GeoInfo, HttpRequest, Ident, Normalized, P0fMetadata, RawEvent,
+    Secret, Session, SessionDetails, UrlRecord,
+};
+use apiary_store::{
+    open, Dimension, IngestItem, Page, RawFilter, RawQuery, RawStatus, SensorRecord, SessionFilter,
+    Store, StoreError,
+};
+use bytes::Bytes;
+use chrono::{DateTime, Duration, Utc};
 
 mod common;
 use common::*;
@@ -52,7 +62,22 @@ macro_rules! contract {
     };
 }
 
-contract!(idents_crud_and_version);
+contract!(
+    idents_crud_and_version,
+    batch_round_trip,
+    error_outcome_keeps_raw,
+    session_filters,
+    keyset_paging_under_inserts,
+    rollups_match_brute_force,
+    attacker_stats_figures,
+    retention,
+    hostile_strings,
+    side_records,
+    sensors_crud,
+    renormalize_replaces,
+    raw_browsing,
+    metrics_figures,
+);
 
 fn ident(name: &str, secret: &str) -> Ident {
     Ident {
@@ -99,4 +124,1304 @@ async fn idents_crud_and_version(store: Arc<dyn Store>) {
     assert_eq!(store.list_idents().await.unwrap().len(), 1);
 
     assert!(store.upsert_ident(&ident("", "x")).await.is_err());
+}
+
+fn raw(channel: &str, ident: &str, at: DateTime<Utc>, payload: &[u8]) -> RawEvent {
+    RawEvent {
+        id: None,
+        channel: channel.into(),
+        ident: ident.into(),
+        received_at: at,
+        payload: Bytes::copy_from_slice(payload),
+    }
+}
+
+fn full_session() -> Session {
+    Session {
+        id: None,
+        timestamp: base() + Duration::microseconds(1_234_567),
+        source_ip: Some("198.51.100.7".parse().unwrap()),
+        source_port: Some(51234),
+        destination_ip: Some("2001:db8::10".parse().unwrap()),
+        destination_port: Some(22),
+        protocol: Some("ssh".into()),
+        honeypot: "cowrie".into(),
+        channel: "cowrie.sessions".into(),
+        sensor: "sensor-a".into(),
+        internal: false,
+        source_geo: Some(GeoInfo {
+            country_code: Some("US".into()),
+            country: Some("United States".into()),
+            city: Some("Ashburn".into()),
+            latitude: Some(39.0437),
+            longitude: Some(-77.4875),
+            asn: Some(14618),
+            as_org: Some("AMAZON-AES".into()),
+        }),
+        destination_geo: Some(GeoInfo {
+            country_code: Some("NL".into()),
+            latitude: Some(52.37),
+            longitude: Some(4.89),
+            ..GeoInfo::default()
+        }),
+        raw_id: None,
+        details: SessionDetails {
+            credentials: vec![
+                Credential {
+                    username: "root".into(),
+                    password: "123456".into(),
+                },
+                Credential {
+                    username: "admin".into(),
+                    password: "admin".into(),
+                },
+            ],
+            ssh_version: Some("SSH-2.0-Go".into()),
+            http: Some(HttpRequest {
+                method: Some("GET".into()),
+                path: Some("/x".into()),
+                headers: vec![("host".into(), "a".into())],
+                ..HttpRequest::default()
+            }),
+            ics: Some(serde_json::json!({"pdus": [1, 2]})),
+            urls: vec!["http://evil.example/a.sh".into()],
+            commands: vec!["uname -a".into()],
+            hashes: vec!["ab".repeat(32)],
+            logged_in: Some(true),
+            extra: Some(serde_json::json!({"k": "v"})),
+            ..SessionDetails::default()
+        },
+    }
+}
+
+async fn batch_round_trip(store: Arc<dyn Store>) {
+    let payload: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
+    let s = full_session();
+    let second = Session {
+        source_ip: Some("203.0.113.9".parse().unwrap()),
+        channel: String::new(), // filled from the raw message
+        sensor: String::new(),
+        ..gen_session(&mut Rng::new(3), 10)
+    };
+    let batch = vec![
+        IngestItem {
+            raw: raw("cowrie.sessions", "sensor-a", s.timestamp, &payload),
+            outcome: Ok(vec![
+                Normalized::Session(Box::new(s.clone())),
+                Normalized::Session(Box::new(second.clone())),
+            ]),
+        },
+        IngestItem {
+            raw: raw("p0f.events", "sensor-b", s.timestamp, b"{}"),
+            outcome: Ok(vec![]),
+        },
+    ];
+    let r = store.insert_batch(batch).await.unwrap();
+    assert_eq!(r.raw_ids.len(), 2);
+    assert_eq!((r.sessions, r.errors, r.side_records), (2, 0, 0));
+    assert!(store.insert_batch(vec![]).await.unwrap().raw_ids.is_empty());
+
+    let got = store.raw(r.raw_ids[0]).await.unwrap().unwrap();
+    assert_eq!(&got.event.payload[..], &payload[..]);
+    assert_eq!(got.event.id, Some(r.raw_ids[0]));
+    assert_eq!(got.event.received_at, s.timestamp);
+    assert_eq!(got.status, RawStatus::Normalized);
+    assert_eq!(got.error, None);
+    assert_eq!(
+        store
+            .raw(r.raw_ids[1])
+            .await
+            .unwrap()
+            .unwrap()
+            .event
+            .channel,
+        "p0f.events"
+    );
+    assert!(store.raw(i64::MAX).await.unwrap().is_none());
+
+    let all = all_sessions(&store, SessionFilter::default(), 10).await;
+    assert_eq!(all.len(), 2);
+    let stored = all
+        .iter()
+        .find(|x| x.honeypot == "cowrie" && x.source_port == Some(51234))
+        .unwrap();
+    let mut want = s.clone();
+    want.id = stored.id;
+    want.raw_id = Some(r.raw_ids[0]);
+    assert_eq!(stored, &want);
+    assert_eq!(
+        store.session(stored.id.unwrap()).await.unwrap().as_ref(),
+        Some(&want)
+    );
+    assert!(store.session(i64::MAX).await.unwrap().is_none());
+
+    let other = all.iter().find(|x| x.id != stored.id).unwrap();
+    assert_eq!(other.channel, "cowrie.sessions");
+    assert_eq!(other.sensor, "sensor-a");
+}
+
+async fn error_outcome_keeps_raw(store: Arc<dyn Store>) {
+    let at = base();
+    let r = store
+        .insert_batch(vec![
+            IngestItem {
+                raw: raw("dionaea.capture", "s1", at, b"\x00not json"),
+                outcome: Err("expected value at line 1 column 1".into()),
+            },
+            IngestItem {
+                raw: raw("dionaea.capture", "s1", at, b"{}"),
+                outcome: Ok(vec![]),
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(r.errors, 1);
+    let bad = store.raw(r.raw_ids[0]).await.unwrap().unwrap();
+    assert_eq!(bad.status, RawStatus::Error);
+    assert_eq!(
+        bad.error.as_deref(),
+        Some("expected value at line 1 column 1")
+    );
+    assert_eq!(&bad.event.payload[..], b"\x00not json");
+    assert!(all_sessions(&store, SessionFilter::default(), 10)
+        .await
+        .is_empty());
+
+    let errors = store
+        .raw_for_renormalize(
+            RawFilter {
+                only_errors: true,
+                ..RawFilter::default()
+            },
+            0,
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].id, Some(r.raw_ids[0]));
+    let everything = store
+        .raw_for_renormalize(RawFilter::default(), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(everything.len(), 2);
+}
+
+/// The brute-force meaning of a filter, to compare the store against.
+fn matches(f: &SessionFilter, s: &Session) -> bool {
+    let geo = s.source_geo.as_ref();
+    f.since.is_none_or(|t| s.timestamp >= t)
+        && f.until.is_none_or(|t| s.timestamp < t)
+        && f.sensor.as_ref().is_none_or(|v| &s.sensor == v)
+        && f.honeypot.as_ref().is_none_or(|v| &s.honeypot == v)
+        && f.source
+            .is_none_or(|n| s.source_ip.is_some_and(|ip| n.contains(&ip)))
+        && f.destination_port
+            .is_none_or(|p| s.destination_port == Some(p))
+        && f.protocol
+            .as_ref()
+            .is_none_or(|p| s.protocol.as_ref() == Some(p))
+        && f.country
+            .as_ref()
+            .is_none_or(|c| geo.and_then(|g| g.country_code.as_ref()) == Some(c))
+        && f.asn.is_none_or(|a| geo.and_then(|g| g.asn) == Some(a))
+        && f.signature.as_ref().is_none_or(|t| {
+            s.details.ids.as_ref().is_some_and(|i| {
+                i.signature
+                    .to_ascii_lowercase()
+                    .contains(&t.to_ascii_lowercase())
+            })
+        })
+        && f.credential.as_ref().is_none_or(|c| {
+            s.details
+                .credentials
+                .iter()
+                .any(|x| &x.username == c || &x.password == c)
+        })
+        && f.channel.as_ref().is_none_or(|c| &s.channel == c)
+        && f.internal.is_none_or(|i| s.internal == i)
+}
+
+fn ids(sessions: &[Session]) -> Vec<i64> {
+    sessions.iter().map(|s| s.id.unwrap()).collect()
+}
+
+async fn session_filters(store: Arc<dyn Store>) {
+    let mut stored = insert_sessions(&store, &gen_sessions(7, 600, 48), 100).await;
+    newest_first(&mut stored);
+    let t = |h: i64| base() + Duration::hours(h);
+    let net = |s: &str| Some(s.parse().unwrap());
+    let filters = vec![
+        SessionFilter::default(),
+        SessionFilter {
+            since: Some(t(10)),
+            until: Some(t(20)),
+            ..Default::default()
+        },
+        SessionFilter {
+            until: Some(t(1)),
+            ..Default::default()
+        },
+        SessionFilter {
+            sensor: Some("sensor-b".into()),
+            ..Default::default()
+        },
+        SessionFilter {
+            honeypot: Some("dionaea".into()),
+            ..Default::default()
+        },
+        SessionFilter {
+            source: net("198.51.100.7/32"),
+            ..Default::default()
+        },
+        SessionFilter {
+            source: net("198.51.100.0/24"),
+            ..Default::default()
+        },
+        SessionFilter {
+            source: net("198.51.0.0/16"),
+            ..Default::default()
+        },
+        SessionFilter {
+            source: net("10.0.0.0/8"),
+            ..Default::default()
+        },
+        SessionFilter {
+            source: net("2001:db8::2/128"),
+            ..Default::default()
+        },
+        SessionFilter {
+            source: net("2001:db8::/32"),
+            ..Default::default()
+        },
+        SessionFilter {
+            source: net("0.0.0.0/0"),
+            ..Default::default()
+        },
+        SessionFilter {
+            destination_port: Some(22),
+            ..Default::default()
+        },
+        SessionFilter {
+            protocol: Some("telnet".into()),
+            ..Default::default()
+        },
+        SessionFilter {
+            country: Some("CN".into()),
+            ..Default::default()
+        },
+        SessionFilter {
+            asn: Some(3320),
+            ..Default::default()
+        },
+        SessionFilter {
+            signature: Some("ssh scan".into()),
+            ..Default::default()
+        },
+        SessionFilter {
+            signature: Some("%".into()),
+            ..Default::default()
+        },
+        SessionFilter {
+            signature: Some("*NIX".into()),
+            ..Default::default()
+        },
+        SessionFilter {
+            credential: Some("root".into()),
+            ..Default::default()
+        },
+        SessionFilter {
+            credential: Some("raspberry".into()),
+            ..Default::default()
+        },
+        SessionFilter {
+            channel: Some("snort.events".into()),
+            ..Default::default()
+        },
+        SessionFilter {
+            internal: Some(true),
+            ..Default::default()
+        },
+        SessionFilter {
+            sensor: Some("sensor-a".into()),
+            honeypot: Some("cowrie".into()),
+            destination_port: Some(22),
+            since: Some(t(5)),
+            ..Default::default()
+        },
+        SessionFilter {
+            source: net("198.51.100.0/24"),
+            credential: Some("admin".into()),
+            until: Some(t(30)),
+            ..Default::default()
+        },
+        SessionFilter {
+            sensor: Some("nobody".into()),
+            ..Default::default()
+        },
+    ];
+    for f in filters {
+        let want: Vec<Session> = stored.iter().filter(|s| matches(&f, s)).cloned().collect();
+        let nobody = f.sensor.as_deref() == Some("nobody");
+        assert_eq!(want.is_empty(), nobody, "fixture should exercise {f:?}");
+        for page in [7, 1000] {
+            let got = all_sessions(&store, f.clone(), page).await;
+            assert_eq!(ids(&got), ids(&want), "filter {f:?}, page {page}");
+        }
+        if f == SessionFilter::default() {
+            assert_eq!(
+                store.sessions(f, Page::first(10_000)).await.unwrap().0,
+                stored
+            );
+        }
+    }
+    let bad = Page::after(10, apiary_store::Cursor("zz".into()));
+    assert!(matches!(
+        store.sessions(SessionFilter::default(), bad).await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+async fn keyset_paging_under_inserts(store: Arc<dyn Store>) {
+    let before = insert_sessions(&store, &gen_sessions(11, 400, 24), 50).await;
+    let mut seen = Vec::new();
+    let mut page = Page::first(37);
+    let mut rng = Rng::new(99);
+    let mut round = 0u64;
+    loop {
+        let (rows, next) = store
+            .sessions(SessionFilter::default(), page)
+            .await
+            .unwrap();
+        seen.extend(ids(&rows));
+        // Concurrent ingest between pages: newer, older and same-time sessions.
+        let extra: Vec<Session> = (0..20)
+            .map(|_| {
+                let minutes = rng.below(30 * 60) as i64 - 120;
+                gen_session(&mut rng, minutes)
+            })
+            .collect();
+        round += 1;
+        store.insert_batch(items_for(&extra)).await.unwrap();
+        match next {
+            Some(c) => page = Page::after(37, c),
+            None => break,
+        }
+    }
+    assert!(round > 10);
+    let unique: BTreeSet<i64> = seen.iter().copied().collect();
+    assert_eq!(unique.len(), seen.len(), "a row was returned twice");
+    for id in ids(&before) {
+        assert!(
+            unique.contains(&id),
+            "row {id} present before paging was skipped"
+        );
+    }
+}
+
+fn dim_values(d: Dimension, s: &Session) -> Vec<String> {
+    let geo = s.source_geo.as_ref();
+    match d {
+        Dimension::All => vec![String::new()],
+        Dimension::Honeypot => vec![s.honeypot.clone()],
+        Dimension::Sensor => vec![s.sensor.clone()],
+        Dimension::DestinationPort => s
+            .destination_port
+            .map(|p| p.to_string())
+            .into_iter()
+            .collect(),
+        Dimension::SourceIp => s.source_ip.map(|i| i.to_string()).into_iter().collect(),
+        Dimension::Country => geo
+            .and_then(|g| g.country_code.clone())
+            .into_iter()
+            .collect(),
+        Dimension::Protocol => s.protocol.clone().into_iter().collect(),
+        Dimension::Channel => vec![s.channel.clone()],
+        Dimension::Signature => s.details.ids.iter().map(|i| i.signature.clone()).collect(),
+        Dimension::Username => s
+            .details
+            .credentials
+            .iter()
+            .map(|c| c.username.clone())
+            .collect(),
+        Dimension::Password => s
+            .details
+            .credentials
+            .iter()
+            .map(|c| c.password.clone())
+            .collect(),
+    }
+}
+
+fn brute_top(
+    sessions: &[Session],
+    d: Dimension,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Vec<(String, u64)> {
+    let mut counts: HashMap<String, u64> = HashMap::new();
+    for s in sessions
+        .iter()
+        .filter(|s| s.timestamp >= since && s.timestamp < until)
+    {
+        for v in dim_values(d, s) {
+            *counts.entry(v).or_default() += 1;
+        }
+    }
+    let mut v: Vec<_> = counts.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    v
+}
+
+async fn check_rollups(store: &Arc<dyn Store>, sessions: &[Session]) {
+    let t = |h: i64| base() + Duration::hours(h);
+    for (since, until) in [(t(0), t(48)), (t(5), t(6)), (t(10), t(34)), (t(-5), t(100))] {
+        for d in Dimension::ALL {
+            let want = brute_top(sessions, d, since, until);
+            let got = store.top(d, since, until, 1000).await.unwrap();
+            assert_eq!(got, want, "top {d:?} {since}..{until}");
+            let got3 = store.top(d, since, until, 3).await.unwrap();
+            assert_eq!(got3, want.iter().take(3).cloned().collect::<Vec<_>>());
+        }
+        let total = sessions
+            .iter()
+            .filter(|s| s.timestamp >= since && s.timestamp < until)
+            .count();
+        assert_eq!(
+            store.total_sessions(since, until).await.unwrap(),
+            total as u64
+        );
+    }
+    let hours = store.counts_per_hour(t(0), t(48), None).await.unwrap();
+    assert_eq!(hours.len(), 48);
+    let per_hour = store
+        .counts_per_hour(t(0), t(48), Some((Dimension::Honeypot, "cowrie".into())))
+        .await
+        .unwrap();
+    for (i, (h, hc)) in hours.iter().zip(&per_hour).enumerate() {
+        let (lo, hi) = (t(i as i64), t(i as i64 + 1));
+        assert_eq!(h.hour, lo);
+        let in_hour = sessions
+            .iter()
+            .filter(|s| s.timestamp >= lo && s.timestamp < hi);
+        assert_eq!(h.count, in_hour.clone().count() as u64);
+        assert_eq!(
+            hc.count,
+            in_hour.filter(|s| s.honeypot == "cowrie").count() as u64
+        );
+    }
+}
+
+async fn rollups_match_brute_force(store: Arc<dyn Store>) {
+    let sessions = insert_sessions(&store, &gen_sessions(5, 900, 48), 128).await;
+    check_rollups(&store, &sessions).await;
+    // Partial hours count whole buckets.
+    let t = base() + Duration::minutes(90);
+    let whole = store
+        .total_sessions(base() + Duration::hours(1), base() + Duration::hours(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .total_sessions(t, t + Duration::minutes(1))
+            .await
+            .unwrap(),
+        whole
+    );
+    assert!(store
+        .top(
+            Dimension::Sensor,
+            base() + Duration::hours(500),
+            base() + Duration::hours(501),
+            10
+        )
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn attacker_stats_figures(store: Arc<dyn Store>) {
+    let sessions = insert_sessions(&store, &gen_sessions(13, 500, 48), 100).await;
+    for ip in [
+        "198.51.100.7",
+        "2001:db8::1",
+        "::ffff:198.51.100.7",
+        "192.0.2.99",
+    ] {
+        let ip: IpAddr = ip.parse().unwrap();
+        let canon = apiary_model::event::canonical_ip(ip);
+        for since in [None, Some(base() + Duration::hours(24))] {
+            let mine: Vec<&Session> = sessions
+                .iter()
+                .filter(|s| s.source_ip == Some(canon) && since.is_none_or(|t| s.timestamp >= t))
+                .collect();
+            let st = store.attacker_stats(ip, since).await.unwrap();
+            assert_eq!(st.ip, Some(canon));
+            assert_eq!(st.count, mine.len() as u64);
+            assert_eq!(st.first_seen, mine.iter().map(|s| s.timestamp).min());
+            assert_eq!(st.last_seen, mine.iter().map(|s| s.timestamp).max());
+            let ports: BTreeSet<u16> = mine.iter().filter_map(|s| s.destination_port).collect();
+            assert_eq!(st.ports, ports.into_iter().collect::<Vec<_>>());
+            let hp: BTreeSet<String> = mine.iter().map(|s| s.honeypot.clone()).collect();
+            assert_eq!(st.honeypots, hp.into_iter().collect::<Vec<_>>());
+            let se: BTreeSet<String> = mine.iter().map(|s| s.sensor.clone()).collect();
+            assert_eq!(st.sensors, se.into_iter().collect::<Vec<_>>());
+            let mut creds: BTreeMap<(String, String), u64> = BTreeMap::new();
+            for c in mine.iter().flat_map(|s| &s.details.credentials) {
+                *creds
+                    .entry((c.username.clone(), c.password.clone()))
+                    .or_default() += 1;
+            }
+            let got: BTreeMap<(String, String), u64> = st
+                .credentials
+                .iter()
+                .map(|(c, n)| ((c.username.clone(), c.password.clone()), *n))
+                .collect();
+            assert_eq!(got, creds);
+            assert!(st.credentials.windows(2).all(|w| w[0].1 >= w[1].1));
+            let urls: BTreeSet<String> = mine.iter().flat_map(|s| s.details.urls.clone()).collect();
+            assert_eq!(st.urls, urls.into_iter().collect::<Vec<_>>());
+            let cmds: BTreeSet<String> = mine
+                .iter()
+                .flat_map(|s| s.details.commands.clone())
+                .collect();
+            assert_eq!(st.commands, cmds.into_iter().collect::<Vec<_>>());
+        }
+    }
+}
+
+async fn retention(store: Arc<dyn Store>) {
+    let sessions = insert_sessions(&store, &gen_sessions(17, 700, 48), 100).await;
+    let raw_horizon = base() + Duration::hours(30) + Duration::minutes(17);
+    let session_horizon = base() + Duration::hours(20) + Duration::minutes(30);
+    let kept: Vec<&Session> = sessions
+        .iter()
+        .filter(|s| s.timestamp >= session_horizon)
+        .collect();
+    let dropped_creds: usize = sessions
+        .iter()
+        .filter(|s| s.timestamp < session_horizon)
+        .map(|s| s.details.credentials.len())
+        .sum();
+    let r = store
+        .prune(Some(raw_horizon), Some(session_horizon), 7)
+        .await
+        .unwrap();
+    assert_eq!(r.sessions as usize, sessions.len() - kept.len());
+    assert_eq!(r.credentials as usize, dropped_creds);
+    // Raw received_at equals the session time in these fixtures.
+    assert_eq!(
+        r.raw as usize,
+        sessions
+            .iter()
+            .filter(|s| s.timestamp < raw_horizon)
+            .count()
+    );
+    assert!(r.rollups > 0);
+
+    let left = all_sessions(&store, SessionFilter::default(), 500).await;
+    let mut want: Vec<i64> = kept.iter().map(|s| s.id.unwrap()).collect();
+    want.sort_unstable();
+    let mut got = ids(&left);
+    got.sort_unstable();
+    assert_eq!(got, want);
+    for s in &sessions {
+        let raw = store.raw(s.raw_id.unwrap()).await.unwrap();
+        assert_eq!(raw.is_some(), s.timestamp >= raw_horizon);
+    }
+    // Hours wholly before the horizon are gone; the horizon's own hour and later are intact.
+    let hour = base() + Duration::hours(20);
+    assert_eq!(store.total_sessions(base(), hour).await.unwrap(), 0);
+    let later: Vec<Session> = sessions
+        .iter()
+        .filter(|s| s.timestamp >= hour)
+        .cloned()
+        .collect();
+    for d in Dimension::ALL {
+        let end = base() + Duration::hours(48);
+        assert_eq!(
+            store.top(d, hour, end, 1000).await.unwrap(),
+            brute_top(&later, d, hour, end)
+        );
+    }
+    // Credential filter no longer finds pruned sessions.
+    let root = all_sessions(
+        &store,
+        SessionFilter {
+            credential: Some("root".into()),
+            ..Default::default()
+        },
+        100,
+    )
+    .await;
+    assert!(root.iter().all(|s| s.timestamp >= session_horizon));
+    // A second pass finds nothing more.
+    let again = store
+        .prune(Some(raw_horizon), Some(session_horizon), 7)
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.raw, again.sessions, again.credentials, again.rollups),
+        (0, 0, 0, 0)
+    );
+    let counts: HashMap<String, u64> = store.table_counts().await.unwrap().into_iter().collect();
+    assert_eq!(counts["sessions"], kept.len() as u64);
+    assert_eq!(
+        counts["raw_messages"] as usize,
+        sessions
+            .iter()
+            .filter(|s| s.timestamp >= raw_horizon)
+            .count()
+    );
+    assert_eq!(
+        store.prune(None, None, 10).await.unwrap(),
+        Default::default()
+    );
+}
+
+async fn hostile_strings(store: Arc<dyn Store>) {
+    let big = "A".repeat(1 << 20);
+    let nul = "a\0b\0\0c".to_string();
+    let script = "<script>alert('x')</script>\"; DROP TABLE sessions; --".to_string();
+    let mut s = full_session();
+    s.honeypot = script.clone();
+    s.sensor = nul.clone();
+    s.protocol = Some(big.clone());
+    s.details.credentials = vec![Credential {
+        username: nul.clone(),
+        password: big.clone(),
+    }];
+    s.details.commands = vec![
+        script.clone(),
+        big.clone(),
+        "\u{202e}rtl \u{fffd} 🐝".into(),
+    ];
+    let payload: Vec<u8> = [
+        b"\xff\xfe\x00".as_slice(),
+        &[0x80; 1000],
+        big.as_bytes(),
+        b"\xc3\x28",
+    ]
+    .concat();
+    let r = store
+        .insert_batch(vec![IngestItem {
+            raw: raw(&script, &nul, s.timestamp, &payload),
+            outcome: Ok(vec![Normalized::Session(Box::new(s.clone()))]),
+        }])
+        .await
+        .unwrap();
+    let got = store.raw(r.raw_ids[0]).await.unwrap().unwrap();
+    assert_eq!(&got.event.payload[..], &payload[..]);
+    assert_eq!(got.event.channel, script);
+    assert_eq!(got.event.ident, nul);
+    let all = all_sessions(&store, SessionFilter::default(), 10).await;
+    assert_eq!(all.len(), 1);
+    let mut want = s.clone();
+    want.id = all[0].id;
+    want.raw_id = Some(r.raw_ids[0]);
+    assert_eq!(all[0], want);
+    let by_cred = all_sessions(
+        &store,
+        SessionFilter {
+            credential: Some(nul.clone()),
+            ..Default::default()
+        },
+        10,
+    )
+    .await;
+    assert_eq!(by_cred.len(), 1);
+    let by_sensor = all_sessions(
+        &store,
+        SessionFilter {
+            sensor: Some(nul.clone()),
+            ..Default::default()
+        },
+        10,
+    )
+    .await;
+    assert_eq!(by_sensor.len(), 1);
+    let top = store
+        .top(Dimension::Username, base(), base() + Duration::hours(1), 5)
+        .await
+        .unwrap();
+    assert_eq!(top, vec![(nul.clone(), 1)]);
+    let top = store
+        .top(Dimension::Honeypot, base(), base() + Duration::hours(1), 5)
+        .await
+        .unwrap();
+    assert_eq!(top, vec![(script.clone(), 1)]);
+    // Searching raw payloads for hostile text is a byte search, not a pattern.
+    let (found, _) = store
+        .raw_messages(
+            RawQuery {
+                text: Some("%".into()),
+                ..Default::default()
+            },
+            Page::first(10),
+        )
+        .await
+        .unwrap();
+    assert!(found.is_empty());
+}
+
+async fn side_records(store: Arc<dyn Store>) {
+    let file = FileRecord {
+        md5: "a".repeat(32),
+        sha1: "b".repeat(40),
+        sha256: "c".repeat(64),
+        sha512: "d".repeat(128),
+        size: 4,
+        content_guess: Some("PE32 executable".into()),
+        data: Some(vec![0x4d, 0x5a, 0x00, 0xff]),
+        url: Some("http://evil.example/x.exe".into()),
+    };
+    let records = |at_min: i64| {
+        let at = base() + Duration::minutes(at_min);
+        IngestItem {
+            raw: raw("dionaea.capture", "s1", at, b"{}"),
+            outcome: Ok(vec![
+                Normalized::File(file.clone()),
+                Normalized::Url(UrlRecord {
+                    url: "http://evil.example/x.exe".into(),
+                    file_sha512: vec![file.sha512.clone()],
+                }),
+                Normalized::Dork(Dork {
+                    content: "/phpmyadmin/".into(),
+                    kind: "inurl".into(),
+                }),
+                Normalized::Metadata(P0fMetadata {
+                    ip: "198.51.100.7".into(),
+                    os: Some("Linux 3.x".into()),
+                    ..Default::default()
+                }),
+            ]),
+        }
+    };
+    let r = store
+        .insert_batch(vec![records(10), records(5)])
+        .await
+        .unwrap();
+    assert_eq!(r.side_records, 8);
+    let r2 = store
+        .insert_batch(vec![
+            records(20),
+            IngestItem {
+                raw: raw("p0f.events", "s1", base() + Duration::minutes(30), b"{}"),
+                outcome: Ok(vec![
+                    Normalized::Metadata(P0fMetadata {
+                        ip: "198.51.100.7".into(),
+                        app: Some("curl".into()),
+                        ..Default::default()
+                    }),
+                    Normalized::Metadata(P0fMetadata {
+                        ip: "203.0.113.9".into(),
+                        link: Some("Ethernet".into()),
+                        ..Default::default()
+                    }),
+                    Normalized::Dork(Dork {
+                        content: "/wp-login.php".into(),
+                        kind: "inurl".into(),
+                    }),
+                ]),
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(r2.side_records, 7);
+
+    let (files, next) = store.files(Page::first(10)).await.unwrap();
+    assert!(next.is_none());
+    assert_eq!(files.len(), 1);
+    let f = &files[0];
+    assert_eq!(f.count, 3);
+    assert_eq!(f.first_seen, base() + Duration::minutes(5));
+    assert_eq!(f.last_seen, base() + Duration::minutes(20));
+    assert_eq!(f.file.data, None, "listings leave bytes out");
+    for h in [
+        &file.md5,
+        &file.sha1,
+        &file.sha256,
+        &file.sha512,
+        &file.sha512.to_uppercase(),
+    ] {
+        let one = store.file(h).await.unwrap().unwrap();
+        assert_eq!(one.file, file);
+    }
+    assert!(store.file("e".repeat(32).as_str()).await.unwrap().is_none());
+    assert!(store.file("nothex").await.unwrap().is_none());
+
+    let (urls, _) = store.urls(Page::first(10)).await.unwrap();
+    assert_eq!(urls.len(), 1);
+    assert_eq!(
+        (urls[0].count, urls[0].file_sha512.clone()),
+        (3, vec![file.sha512.clone()])
+    );
+
+    let (dorks, _) = store.dorks(Page::first(10)).await.unwrap();
+    assert_eq!(
+        dorks
+            .iter()
+            .map(|d| (d.content.as_str(), d.count))
+            .collect::<Vec<_>>(),
+        vec![("/wp-login.php", 1), ("/phpmyadmin/", 3)]
+    );
+    let (d1, c1) = store.dorks(Page::first(1)).await.unwrap();
+    let (d2, c2) = store.dorks(Page::after(1, c1.unwrap())).await.unwrap();
+    assert_eq!(
+        (d1[0].content.as_str(), d2[0].content.as_str()),
+        ("/wp-login.php", "/phpmyadmin/")
+    );
+    assert!(c2.is_none());
+
+    let m = store.metadata_for("198.51.100.7").await.unwrap().unwrap();
+    assert_eq!(m.metadata.os.as_deref(), Some("Linux 3.x"));
+    assert_eq!(m.metadata.app.as_deref(), Some("curl"));
+    assert_eq!(m.first_seen, base() + Duration::minutes(5));
+    assert_eq!(m.updated_at, base() + Duration::minutes(30));
+    let (meta, _) = store.metadata(Page::first(10)).await.unwrap();
+    assert_eq!(meta.len(), 2);
+    assert!(store.metadata_for("192.0.2.1").await.unwrap().is_none());
+}
+
+fn sensor(uuid: &str, name: &str) -> SensorRecord {
+    SensorRecord {
+        uuid: uuid.into(),
+        name: name.into(),
+        hostname: "hp01".into(),
+        ip: Some("203.0.113.10".into()),
+        honeypot: "cowrie".into(),
+        ident: format!("ident-{uuid}"),
+        created_at: base(),
+        last_seen: None,
+        heartbeat: None,
+        latitude: Some(52.5),
+        longitude: None,
+    }
+}
+
+async fn sensors_crud(store: Arc<dyn Store>) {
+    let a = sensor("u1", "alpha");
+    store.create_sensor(&a).await.unwrap();
+    assert!(matches!(
+        store.create_sensor(&a).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.create_sensor(&sensor("u2", "alpha")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    store.create_sensor(&sensor("u2", "beta")).await.unwrap();
+    assert_eq!(store.get_sensor("u1").await.unwrap(), Some(a.clone()));
+    assert_eq!(
+        store
+            .list_sensors()
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>(),
+        ["alpha", "beta"]
+    );
+
+    let mut a2 = a.clone();
+    a2.name = "alpha2".into();
+    a2.hostname = "hp02".into();
+    store.update_sensor(&a2).await.unwrap();
+    assert_eq!(store.get_sensor("u1").await.unwrap(), Some(a2.clone()));
+    let mut clash = a2.clone();
+    clash.name = "beta".into();
+    assert!(matches!(
+        store.update_sensor(&clash).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.update_sensor(&sensor("nope", "x")).await,
+        Err(StoreError::NotFound)
+    ));
+
+    // Publishing moves last_seen forward, never back.
+    let t1 = base() + Duration::hours(2);
+    store
+        .insert_batch(vec![IngestItem {
+            raw: raw("cowrie.sessions", "ident-u1", t1, b"{}"),
+            outcome: Ok(vec![]),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_sensor("u1").await.unwrap().unwrap().last_seen,
+        Some(t1)
+    );
+    store.touch_sensor("ident-u1", base()).await.unwrap();
+    assert_eq!(
+        store.get_sensor("u1").await.unwrap().unwrap().last_seen,
+        Some(t1)
+    );
+    let t2 = t1 + Duration::minutes(1);
+    assert!(store
+        .record_heartbeat("u1", t2, serde_json::json!({"load": 0.5}))
+        .await
+        .unwrap());
+    let got = store.get_sensor("u1").await.unwrap().unwrap();
+    assert_eq!(
+        (got.last_seen, got.heartbeat),
+        (Some(t2), Some(serde_json::json!({"load": 0.5})))
+    );
+    assert!(!store
+        .record_heartbeat("nope", t2, serde_json::json!({}))
+        .await
+        .unwrap());
+
+    assert!(store.delete_sensor("u1").await.unwrap());
+    assert!(!store.delete_sensor("u1").await.unwrap());
+    assert_eq!(store.list_sensors().await.unwrap().len(), 1);
+}
+
+async fn renormalize_replaces(store: Arc<dyn Store>) {
+    let sessions = insert_sessions(&store, &gen_sessions(23, 200, 12), 50).await;
+    let bad = store
+        .insert_batch(vec![IngestItem {
+            raw: raw(
+                "cowrie.sessions",
+                "sensor-a",
+                base() + Duration::minutes(3),
+                b"{\"v\":2}",
+            ),
+            outcome: Err("unknown version".into()),
+        }])
+        .await
+        .unwrap()
+        .raw_ids[0];
+    let file = FileRecord {
+        sha512: "f".repeat(128),
+        ..Default::default()
+    };
+
+    // Walk the cowrie raws the way `apiary renormalize --channel` would.
+    let filter = RawFilter {
+        channel: Some("cowrie.events".into()),
+        ..Default::default()
+    };
+    let mut after = 0;
+    let mut replaced: Vec<Session> = Vec::new();
+    let mut rng = Rng::new(5);
+    loop {
+        let raws = store
+            .raw_for_renormalize(filter.clone(), after, 16)
+            .await
+            .unwrap();
+        let Some(last) = raws.last() else { break };
+        after = last.id.unwrap();
+        let mut items = Vec::new();
+        for r in &raws {
+            let old = sessions.iter().find(|s| s.raw_id == r.id).unwrap();
+            // The "fixed" normalizer: two sessions per message, different port.
+            let mut a = gen_session(&mut rng, 0);
+            a.timestamp = old.timestamp;
+            a.honeypot = "cowrie".into();
+            a.channel = old.channel.clone();
+            a.sensor = old.sensor.clone();
+            a.destination_port = Some(2222);
+            let b = Session {
+                source_port: Some(1),
+                ..a.clone()
+            };
+            replaced.push(a.clone());
+            replaced.push(b.clone());
+            items.push((
+                r.id.unwrap(),
+                Ok(vec![
+                    Normalized::Session(Box::new(a)),
+                    Normalized::Session(Box::new(b)),
+                    Normalized::File(file.clone()),
+                ]),
+            ));
+        }
+        store.renormalize_batch(items).await.unwrap();
+    }
+    assert!(!replaced.is_empty());
+    store
+        .mark_renormalized(bad, Ok(vec![Normalized::File(file.clone())]))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.raw(bad).await.unwrap().unwrap().status,
+        RawStatus::Normalized
+    );
+    assert!(matches!(
+        store.mark_renormalized(i64::MAX, Ok(vec![])).await,
+        Err(StoreError::NotFound)
+    ));
+
+    let mut expect: Vec<Session> = sessions
+        .iter()
+        .filter(|s| s.honeypot != "cowrie")
+        .cloned()
+        .collect();
+    expect.extend(replaced.iter().cloned());
+    let now = all_sessions(&store, SessionFilter::default(), 500).await;
+    assert_eq!(now.len(), expect.len());
+    let cowrie = all_sessions(
+        &store,
+        SessionFilter {
+            honeypot: Some("cowrie".into()),
+            ..Default::default()
+        },
+        500,
+    )
+    .await;
+    assert!(cowrie.iter().all(|s| s.destination_port == Some(2222)));
+    assert_eq!(cowrie.len(), replaced.len());
+    check_rollups(&store, &expect).await;
+    // Side records from re-normalizing already-counted messages do not count again;
+    // the previously failed message counts once.
+    let f = store.file(&file.sha512).await.unwrap().unwrap();
+    assert_eq!(f.count, 2);
+    let counts: HashMap<String, u64> = store.table_counts().await.unwrap().into_iter().collect();
+    assert_eq!(counts["sessions"], expect.len() as u64);
+    let creds: usize = expect.iter().map(|s| s.details.credentials.len()).sum();
+    assert_eq!(counts["credentials"], creds as u64);
+
+    // Re-normalizing to an error keeps the raw message and drops its sessions.
+    let one = cowrie[0].raw_id.unwrap();
+    store
+        .mark_renormalized(one, Err("nope".into()))
+        .await
+        .unwrap();
+    let raw = store.raw(one).await.unwrap().unwrap();
+    assert_eq!(
+        (raw.status, raw.error.as_deref()),
+        (RawStatus::Error, Some("nope"))
+    );
+    let after_err = all_sessions(&store, SessionFilter::default(), 500).await;
+    assert_eq!(after_err.len(), expect.len() - 2);
+    let errs = store
+        .raw_for_renormalize(
+            RawFilter {
+                only_errors: true,
+                ..Default::default()
+            },
+            0,
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        errs.iter().map(|r| r.id.unwrap()).collect::<Vec<_>>(),
+        vec![one]
+    );
+    let since = store
+        .raw_for_renormalize(
+            RawFilter {
+                since: Some(base() + Duration::hours(6)),
+                ..Default::default()
+            },
+            0,
+            1000,
+        )
+        .await
+        .unwrap();
+    assert!(
+        !since.is_empty()
+            && since
+                .iter()
+                .all(|r| r.received_at >= base() + Duration::hours(6))
+    );
+}
+
+async fn raw_browsing(store: Arc<dyn Store>) {
+    let mut items = Vec::new();
+    for i in 0..50 {
+        let channel = if i % 2 == 0 {
+            "cowrie.sessions"
+        } else {
+            "dionaea.capture"
+        };
+        let payload = format!(
+            "{{\"n\":{i},\"tag\":\"{}\"}}",
+            if i % 5 == 0 { "needle" } else { "hay" }
+        );
+        items.push(IngestItem {
+            raw: raw(
+                channel,
+                "s1",
+                base() + Duration::seconds(i),
+                payload.as_bytes(),
+            ),
+            outcome: Ok(vec![]),
+        });
+    }
+    items.push(IngestItem {
+        raw: raw("x", "s2", base(), b"\x00needle\xff"),
+        outcome: Err("bad".into()),
+    });
+    store.insert_batch(items).await.unwrap();
+
+    let walk = |q: RawQuery| {
+        let store = store.clone();
+        async move {
+            let mut out = Vec::new();
+            let mut page = Page::first(7);
+            loop {
+                let (rows, next) = store.raw_messages(q.clone(), page).await.unwrap();
+                out.extend(rows);
+                match next {
+                    Some(c) => page = Page::after(7, c),
+                    None => return out,
+                }
+            }
+        }
+    };
+    let all = walk(RawQuery::default()).await;
+    assert_eq!(all.len(), 51);
+    assert!(all.windows(2).all(|w| w[0].event.id > w[1].event.id));
+    assert_eq!(
+        walk(RawQuery {
+            channel: Some("cowrie.sessions".into()),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        25
+    );
+    let needles = walk(RawQuery {
+        text: Some("needle".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(needles.len(), 11);
+    assert_eq!(
+        walk(RawQuery {
+            text: Some("needle".into()),
+            channel: Some("dionaea.capture".into()),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        5
+    );
+    assert_eq!(
+        walk(RawQuery {
+            status: Some(RawStatus::Error),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        1
+    );
+    assert_eq!(
+        walk(RawQuery {
+            ident: Some("s2".into()),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        1
+    );
+}
+
+async fn metrics_figures(store: Arc<dyn Store>) {
+    insert_sessions(&store, &gen_sessions(29, 120, 4), 40).await;
+    store.upsert_ident(&ident("a", "b")).await.unwrap();
+    let counts: HashMap<String, u64> = store.table_counts().await.unwrap().into_iter().collect();
+    assert_eq!(counts["sessions"], 120);
+    assert_eq!(counts["raw_messages"], 120);
+    assert_eq!(counts["idents"], 1);
+    assert!(counts["rollup_hourly"] > 0);
+    assert!(counts.contains_key("files") && counts.contains_key("credentials"));
+    // Size is reported for files; in-memory databases report 0.
+    let _ = store.database_size_bytes().await.unwrap();
+}
+
+// ---- backend-independent checks of open() and of file persistence ----
+
+#[tokio::test]
+async fn open_rejects_bad_urls() {
+    let err = |r: apiary_store::Result<Arc<dyn Store>>| match r {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("opened"),
+    };
+    let missing = err(open("sqlite:///nonexistent-dir-apiary/sub/apiary.db").await);
+    assert!(missing.contains("/nonexistent-dir-apiary/sub"), "{missing}");
+    assert!(err(open("postgres://u:pw@localhost/apiary").await).contains("not built yet"));
+    let mysql = err(open("mysql://u:hunter2@h/db").await);
+    assert!(
+        mysql.contains("mysql") && !mysql.contains("hunter2"),
+        "{mysql}"
+    );
+    assert!(err(open("sqlite://").await).contains("no path"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_store_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("apiary.db").display());
+    let store = open(&url).await.unwrap();
+    let sessions = insert_sessions(&store, &gen_sessions(31, 300, 24), 64).await;
+    store.upsert_ident(&ident("a", "s")).await.unwrap();
+    let version = store.idents_version().await.unwrap();
+    store.create_sensor(&sensor("u1", "alpha")).await.unwrap();
+    assert!(store.database_size_bytes().await.unwrap() > 0);
+    store.close().await;
+    assert!(
+        store.list_idents().await.is_err(),
+        "closed store refuses work"
+    );
+    store.close().await; // idempotent
+
+    let store = open(&url).await.unwrap();
+    assert_eq!(store.migrate().await.unwrap(), 1);
+    assert_eq!(store.idents_version().await.unwrap(), version);
+    assert_eq!(store.get_ident("a").await.unwrap(), Some(ident("a", "s")));
+    assert!(store.get_sensor("u1").await.unwrap().is_some());
+    let mut want = sessions.clone();
+    newest_first(&mut want);
+    assert_eq!(
+        all_sessions(&store, SessionFilter::default(), 1000).await,
+        want
+    );
+    check_rollups(&store, &sessions).await;
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_proceed_while_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("apiary.db").display());
+    let store = open(&url).await.unwrap();
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for seed in 0..20 {
+                store
+                    .insert_batch(items_for(&gen_sessions(seed, 500, 24)))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let mut reads = 0;
+    while !writer.is_finished() {
+        let n = store
+            .total_sessions(base(), base() + Duration::hours(24))
+            .await
+            .unwrap();
+        let (page, _) = store
+            .sessions(SessionFilter::default(), Page::first(50))
+            .await
+            .unwrap();
+        assert!(n % 500 == 0, "a reader saw a half-written batch: {n}");
+        assert!(page.len() <= 50);
+        reads += 1;
+    }
+    writer.await.unwrap();
+    assert!(reads > 0);
+    assert_eq!(
+        store
+            .total_sessions(base(), base() + Duration::hours(24))
+            .await
+            .unwrap(),
+        10_000
+    );
+    store.close().await;
 }

@@ -1,86 +1,590 @@
-//! Read path (in progress).
-#![allow(unused_variables)]
+//! The read path. Every listing is a keyset page over an index; dashboard figures come
+//! from the hourly roll-ups.
+
 use std::net::IpAddr;
 
-use apiary_model::{RawEvent, Session};
+use apiary_model::{Credential, FileRecord, P0fMetadata, RawEvent, Session};
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
+use super::conv::{from_us, hour_range, ip_key, like_contains, net_range, us, HOUR_US};
+use super::rows::{page_of, SessionRow, SESSION_COLS};
 use crate::types::*;
 use crate::{Result, StoreError};
 
-fn todo() -> StoreError {
-    StoreError::Other("not implemented yet".into())
-}
 type Paged<T> = Result<(Vec<T>, Option<Cursor>)>;
+
+/// A WHERE clause under construction with its positional arguments.
+#[derive(Default)]
+struct Where {
+    sql: String,
+    args: Vec<Value>,
+}
+
+impl Where {
+    fn and(&mut self, cond: &str, args: impl IntoIterator<Item = Value>) {
+        self.sql.push_str(if self.sql.is_empty() {
+            " WHERE "
+        } else {
+            " AND "
+        });
+        self.sql.push_str(cond);
+        self.args.extend(args);
+    }
+}
+
+fn text(s: &str) -> Value {
+    Value::Text(s.to_owned())
+}
+
+fn int(v: i64) -> Value {
+    Value::Integer(v)
+}
+
+fn session_where(f: &SessionFilter) -> Where {
+    let mut w = Where::default();
+    if let Some(t) = f.since {
+        w.and("ts >= ?", [int(us(t))]);
+    }
+    if let Some(t) = f.until {
+        w.and("ts < ?", [int(us(t))]);
+    }
+    if let Some(s) = &f.sensor {
+        w.and("sensor = ?", [text(s)]);
+    }
+    if let Some(s) = &f.honeypot {
+        w.and("honeypot = ?", [text(s)]);
+    }
+    if let Some(net) = f.source {
+        let (lo, hi) = net_range(net);
+        if lo == hi {
+            w.and("source_key = ?", [Value::Blob(lo.to_vec())]);
+        } else {
+            w.and(
+                "source_key BETWEEN ? AND ?",
+                [Value::Blob(lo.to_vec()), Value::Blob(hi.to_vec())],
+            );
+        }
+    }
+    if let Some(p) = f.destination_port {
+        w.and("destination_port = ?", [int(p.into())]);
+    }
+    if let Some(s) = &f.protocol {
+        w.and("protocol = ?", [text(s)]);
+    }
+    if let Some(s) = &f.country {
+        w.and("country_code = ?", [text(s)]);
+    }
+    if let Some(a) = f.asn {
+        w.and("asn = ?", [int(a.into())]);
+    }
+    if let Some(s) = &f.signature {
+        // IS NOT NULL lets the planner use the partial index of IDS sessions.
+        w.and(
+            "signature IS NOT NULL AND signature LIKE ? ESCAPE '\\'",
+            [text(&like_contains(s))],
+        );
+    }
+    if let Some(s) = &f.credential {
+        w.and(
+            "id IN (SELECT session_id FROM credentials WHERE username = ? \
+                    UNION SELECT session_id FROM credentials WHERE password = ?)",
+            [text(s), text(s)],
+        );
+    }
+    if let Some(s) = &f.channel {
+        w.and("channel = ?", [text(s)]);
+    }
+    if let Some(b) = f.internal {
+        w.and("internal = ?", [int(b.into())]);
+    }
+    w
+}
+
+pub(super) fn sessions(c: &Connection, f: &SessionFilter, page: &Page) -> Paged<Session> {
+    let limit = page.capped();
+    let mut w = session_where(f);
+    if let Some(cursor) = &page.after {
+        let (ts, id) = cursor.decode()?;
+        w.and("(ts, id) < (?, ?)", [int(ts), int(id)]);
+    }
+    w.args.push(int(limit as i64 + 1));
+    let sql = format!(
+        "SELECT {SESSION_COLS} FROM sessions{} ORDER BY ts DESC, id DESC LIMIT ?",
+        w.sql
+    );
+    let mut st = c.prepare_cached(&sql)?;
+    let rows = st
+        .query_map(params_from_iter(w.args), SessionRow::read)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let rows = rows
+        .into_iter()
+        .map(|r| {
+            let cursor = r.cursor();
+            Ok((r.into_session()?, cursor))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(page_of(rows, limit))
+}
+
+pub(super) fn session(c: &Connection, id: i64) -> Result<Option<Session>> {
+    c.prepare_cached(&format!(
+        "SELECT {SESSION_COLS} FROM sessions WHERE id = ?1"
+    ))?
+    .query_row([id], SessionRow::read)
+    .optional()?
+    .map(SessionRow::into_session)
+    .transpose()
+}
+
+const RAW_COLS: &str = "id, channel, ident, received_at, payload, status, error";
+
+fn raw_row(r: &Row<'_>) -> rusqlite::Result<StoredRaw> {
+    let status: String = r.get(5)?;
+    Ok(StoredRaw {
+        event: RawEvent {
+            id: Some(r.get(0)?),
+            channel: r.get(1)?,
+            ident: r.get(2)?,
+            received_at: from_us(r.get(3)?),
+            payload: Bytes::from(r.get::<_, Vec<u8>>(4)?),
+        },
+        status: RawStatus::parse(&status).unwrap_or(RawStatus::Pending),
+        error: r.get(6)?,
+    })
+}
+
+pub(super) fn raw(c: &Connection, id: i64) -> Result<Option<StoredRaw>> {
+    Ok(c.prepare_cached(&format!(
+        "SELECT {RAW_COLS} FROM raw_messages WHERE id = ?1"
+    ))?
+    .query_row([id], raw_row)
+    .optional()?)
+}
+
+pub(super) fn raw_messages(c: &Connection, q: &RawQuery, page: &Page) -> Paged<StoredRaw> {
+    let limit = page.capped();
+    let mut w = Where::default();
+    if let Some(ch) = &q.channel {
+        w.and("channel = ?", [text(ch)]);
+    }
+    if let Some(i) = &q.ident {
+        w.and("ident = ?", [text(i)]);
+    }
+    if let Some(s) = q.status {
+        w.and("status = ?", [text(s.as_str())]);
+    }
+    if let Some(t) = &q.text {
+        // Blob against blob: a byte search that also works on binary payloads.
+        w.and(
+            "instr(payload, ?) > 0",
+            [Value::Blob(t.as_bytes().to_vec())],
+        );
+    }
+    if let Some(cursor) = &page.after {
+        let (_, id) = cursor.decode()?;
+        w.and("id < ?", [int(id)]);
+    }
+    w.args.push(int(limit as i64 + 1));
+    let sql = format!(
+        "SELECT {RAW_COLS} FROM raw_messages{} ORDER BY id DESC LIMIT ?",
+        w.sql
+    );
+    let mut st = c.prepare_cached(&sql)?;
+    let rows = st
+        .query_map(params_from_iter(w.args), raw_row)?
+        .map(|r| {
+            r.map(|raw| {
+                let id = raw.event.id.unwrap_or_default();
+                (raw, Cursor::encode(id, id))
+            })
+        })
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(page_of(rows, limit))
+}
+
 pub(super) fn raw_for_renormalize(
     c: &Connection,
     f: &RawFilter,
-    a: i64,
-    l: usize,
+    after_id: i64,
+    limit: usize,
 ) -> Result<Vec<RawEvent>> {
-    Err(todo())
+    let mut w = Where::default();
+    w.and("id > ?", [int(after_id)]);
+    if let Some(ch) = &f.channel {
+        w.and("channel = ?", [text(ch)]);
+    }
+    if let Some(t) = f.since {
+        w.and("received_at >= ?", [int(us(t))]);
+    }
+    if f.only_errors {
+        // The first term matches the partial index's WHERE so the planner may use it.
+        w.and("status <> 'normalized' AND status = 'error'", []);
+    }
+    w.args.push(int(limit.clamp(1, Page::MAX) as i64));
+    let sql = format!(
+        "SELECT {RAW_COLS} FROM raw_messages{} ORDER BY id LIMIT ?",
+        w.sql
+    );
+    let mut st = c.prepare_cached(&sql)?;
+    let rows = st
+        .query_map(params_from_iter(w.args), |r| raw_row(r).map(|s| s.event))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
 }
-pub(super) fn sessions(c: &Connection, f: &SessionFilter, p: &Page) -> Paged<Session> {
-    Err(todo())
-}
-pub(super) fn session(c: &Connection, id: i64) -> Result<Option<Session>> {
-    Err(todo())
-}
-pub(super) fn raw(c: &Connection, id: i64) -> Result<Option<StoredRaw>> {
-    Err(todo())
-}
-pub(super) fn raw_messages(c: &Connection, q: &RawQuery, p: &Page) -> Paged<StoredRaw> {
-    Err(todo())
-}
+
 pub(super) fn top(
     c: &Connection,
-    d: Dimension,
-    s: DateTime<Utc>,
-    u: DateTime<Utc>,
-    l: usize,
+    dim: Dimension,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    limit: usize,
 ) -> Result<Vec<(String, u64)>> {
-    Err(todo())
+    let (lo, hi) = hour_range(since, until);
+    let mut st = c.prepare_cached(
+        "SELECT value, SUM(count) AS n FROM rollup_hourly
+         WHERE dim = ?1 AND hour >= ?2 AND hour < ?3
+         GROUP BY value HAVING n > 0 ORDER BY n DESC, value LIMIT ?4",
+    )?;
+    let rows = st
+        .query_map(
+            params![dim.code(), lo, hi, limit.clamp(1, Page::MAX) as i64],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64)),
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
 }
+
+/// Hours a counts-per-hour answer may span (ten years); more is a caller bug.
+const MAX_HOURS: i64 = 24 * 366 * 10;
+
 pub(super) fn counts_per_hour(
     c: &Connection,
-    s: DateTime<Utc>,
-    u: DateTime<Utc>,
-    f: Option<(Dimension, String)>,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    filter: Option<(Dimension, String)>,
 ) -> Result<Vec<HourCount>> {
-    Err(todo())
+    let (lo, hi) = hour_range(since, until);
+    if hi - lo > MAX_HOURS {
+        return Err(StoreError::Invalid(format!(
+            "counts per hour over {} hours; at most {MAX_HOURS}",
+            hi - lo
+        )));
+    }
+    let (dim, value) = filter.unwrap_or((Dimension::All, String::new()));
+    let mut st = c.prepare_cached(
+        "SELECT hour, SUM(count) FROM rollup_hourly
+         WHERE dim = ?1 AND value = ?2 AND hour >= ?3 AND hour < ?4
+         GROUP BY hour",
+    )?;
+    let mut counts = vec![0u64; (hi - lo).max(0) as usize];
+    let mut rows = st.query(params![dim.code(), value, lo, hi])?;
+    while let Some(r) = rows.next()? {
+        let hour: i64 = r.get(0)?;
+        let n: i64 = r.get(1)?;
+        if let Some(slot) = counts.get_mut((hour - lo) as usize) {
+            *slot = n.max(0) as u64;
+        }
+    }
+    Ok(counts
+        .into_iter()
+        .enumerate()
+        .map(|(i, count)| HourCount {
+            hour: from_us((lo + i as i64) * HOUR_US),
+            count,
+        })
+        .collect())
 }
-pub(super) fn total_sessions(c: &Connection, s: DateTime<Utc>, u: DateTime<Utc>) -> Result<u64> {
-    Err(todo())
+
+pub(super) fn total_sessions(
+    c: &Connection,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<u64> {
+    let (lo, hi) = hour_range(since, until);
+    let n: i64 = c
+        .prepare_cached(
+            "SELECT COALESCE(SUM(count), 0) FROM rollup_hourly
+             WHERE dim = ?1 AND hour >= ?2 AND hour < ?3 AND value = ''",
+        )?
+        .query_row(params![Dimension::All.code(), lo, hi], |r| r.get(0))?;
+    Ok(n.max(0) as u64)
 }
+
+/// Distinct values listed for one attacker.
+const STATS_LIST: i64 = 100;
+
 pub(super) fn attacker_stats(
     c: &Connection,
     ip: IpAddr,
-    s: Option<DateTime<Utc>>,
+    since: Option<DateTime<Utc>>,
 ) -> Result<AttackerStats> {
-    Err(todo())
+    let ip = apiary_model::event::canonical_ip(ip);
+    let key = ip_key(ip).to_vec();
+    let since = since.map_or(i64::MIN, us);
+    let scope = "source_key = ?1 AND ts >= ?2";
+    let (count, first, last): (i64, Option<i64>, Option<i64>) = c
+        .prepare_cached(&format!(
+            "SELECT COUNT(*), MIN(ts), MAX(ts) FROM sessions WHERE {scope}"
+        ))?
+        .query_row(params![key, since], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+    let mut stats = AttackerStats {
+        ip: Some(ip),
+        count: count as u64,
+        first_seen: first.map(from_us),
+        last_seen: last.map(from_us),
+        ..AttackerStats::default()
+    };
+    if count == 0 {
+        return Ok(stats);
+    }
+    stats.ports = c
+        .prepare_cached(&format!(
+            "SELECT DISTINCT destination_port FROM sessions
+             WHERE {scope} AND destination_port IS NOT NULL ORDER BY 1"
+        ))?
+        .query_map(params![key, since], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let distinct = |col: &str| -> Result<Vec<String>> {
+        Ok(c.prepare_cached(&format!(
+            "SELECT DISTINCT {col} FROM sessions WHERE {scope} ORDER BY 1"
+        ))?
+        .query_map(params![key, since], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?)
+    };
+    stats.honeypots = distinct("honeypot")?;
+    stats.sensors = distinct("sensor")?;
+    stats.credentials = c
+        .prepare_cached(&format!(
+            "SELECT c.username, c.password, COUNT(*) AS n
+             FROM sessions s JOIN credentials c ON c.session_id = s.id
+             WHERE s.source_key = ?1 AND s.ts >= ?2
+             GROUP BY 1, 2 ORDER BY n DESC, 1, 2 LIMIT {STATS_LIST}"
+        ))?
+        .query_map(params![key, since], |r| {
+            Ok((
+                Credential {
+                    username: r.get(0)?,
+                    password: r.get(1)?,
+                },
+                r.get::<_, i64>(2)? as u64,
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let from_details = |path: &str| -> Result<Vec<String>> {
+        Ok(c.prepare_cached(&format!(
+            "SELECT DISTINCT j.value FROM sessions s, json_each(s.details, '{path}') j
+             WHERE s.source_key = ?1 AND s.ts >= ?2 ORDER BY 1 LIMIT {STATS_LIST}"
+        ))?
+        .query_map(params![key, since], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?)
+    };
+    stats.urls = from_details("$.urls")?;
+    stats.commands = from_details("$.commands")?;
+    Ok(stats)
 }
-pub(super) fn files(c: &Connection, p: &Page) -> Paged<FileRow> {
-    Err(todo())
+
+/// Keyset condition and order shared by the side-record listings.
+fn side_page(page: &Page, key: &str) -> Result<(String, Vec<Value>, usize)> {
+    let limit = page.capped();
+    let mut w = Where::default();
+    if let Some(cursor) = &page.after {
+        let (k, id) = cursor.decode()?;
+        w.and(&format!("({key}, id) < (?, ?)"), [int(k), int(id)]);
+    }
+    w.args.push(int(limit as i64 + 1));
+    Ok((
+        format!("{} ORDER BY {key} DESC, id DESC LIMIT ?", w.sql),
+        w.args,
+        limit,
+    ))
 }
-pub(super) fn file(c: &Connection, h: &str) -> Result<Option<FileRow>> {
-    Err(todo())
+
+const FILE_COLS: &str =
+    "id, sha512, sha256, sha1, md5, size, content_guess, url, first_seen, last_seen, count";
+
+fn file_row(r: &Row<'_>) -> rusqlite::Result<(FileRow, Cursor)> {
+    let id: i64 = r.get(0)?;
+    let last_seen: i64 = r.get(9)?;
+    Ok((
+        FileRow {
+            file: FileRecord {
+                sha512: r.get(1)?,
+                sha256: r.get(2)?,
+                sha1: r.get(3)?,
+                md5: r.get(4)?,
+                size: r.get::<_, i64>(5)? as u64,
+                content_guess: r.get(6)?,
+                data: None,
+                url: r.get(7)?,
+            },
+            first_seen: from_us(r.get(8)?),
+            last_seen: from_us(last_seen),
+            count: r.get::<_, i64>(10)?.max(0) as u64,
+        },
+        Cursor::encode(last_seen, id),
+    ))
 }
-pub(super) fn urls(c: &Connection, p: &Page) -> Paged<UrlRow> {
-    Err(todo())
+
+pub(super) fn files(c: &Connection, page: &Page) -> Paged<FileRow> {
+    let (tail, args, limit) = side_page(page, "last_seen")?;
+    let rows = c
+        .prepare_cached(&format!("SELECT {FILE_COLS} FROM files{tail}"))?
+        .query_map(params_from_iter(args), file_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(page_of(rows, limit))
 }
-pub(super) fn dorks(c: &Connection, p: &Page) -> Paged<DorkRow> {
-    Err(todo())
+
+pub(super) fn file(c: &Connection, hash: &str) -> Result<Option<FileRow>> {
+    let col = match hash.len() {
+        128 => "sha512",
+        64 => "sha256",
+        40 => "sha1",
+        32 => "md5",
+        _ => return Ok(None),
+    };
+    let found = c
+        .prepare_cached(&format!(
+            "SELECT {FILE_COLS}, data FROM files WHERE {col} = ?1 ORDER BY id LIMIT 1"
+        ))?
+        .query_row([hash], |r| {
+            let (mut row, _) = file_row(r)?;
+            row.file.data = r.get(11)?;
+            Ok(row)
+        })
+        .optional()?;
+    Ok(found)
 }
-pub(super) fn metadata(c: &Connection, p: &Page) -> Paged<MetadataRow> {
-    Err(todo())
+
+pub(super) fn urls(c: &Connection, page: &Page) -> Paged<UrlRow> {
+    let (tail, args, limit) = side_page(page, "last_seen")?;
+    let rows = c
+        .prepare_cached(&format!(
+            "SELECT id, url, first_seen, last_seen, count FROM urls{tail}"
+        ))?
+        .query_map(params_from_iter(args), |r| {
+            let id: i64 = r.get(0)?;
+            let last_seen: i64 = r.get(3)?;
+            Ok((
+                id,
+                UrlRow {
+                    url: r.get(1)?,
+                    file_sha512: Vec::new(),
+                    first_seen: from_us(r.get(2)?),
+                    last_seen: from_us(last_seen),
+                    count: r.get::<_, i64>(4)?.max(0) as u64,
+                },
+                Cursor::encode(last_seen, id),
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut files =
+        c.prepare_cached("SELECT sha512 FROM url_files WHERE url_id = ?1 ORDER BY sha512")?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (id, mut row, cursor) in rows {
+        row.file_sha512 = files
+            .query_map([id], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        out.push((row, cursor));
+    }
+    Ok(page_of(out, limit))
 }
+
+pub(super) fn dorks(c: &Connection, page: &Page) -> Paged<DorkRow> {
+    let (tail, args, limit) = side_page(page, "last_seen")?;
+    let rows = c
+        .prepare_cached(&format!(
+            "SELECT id, content, kind, first_seen, last_seen, count FROM dorks{tail}"
+        ))?
+        .query_map(params_from_iter(args), |r| {
+            let last_seen: i64 = r.get(4)?;
+            Ok((
+                DorkRow {
+                    content: r.get(1)?,
+                    kind: r.get(2)?,
+                    first_seen: from_us(r.get(3)?),
+                    last_seen: from_us(last_seen),
+                    count: r.get::<_, i64>(5)?.max(0) as u64,
+                },
+                Cursor::encode(last_seen, r.get(0)?),
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(page_of(rows, limit))
+}
+
+const METADATA_COLS: &str = "id, ip, os, app, link, uptime, first_seen, updated_at";
+
+fn metadata_row(r: &Row<'_>) -> rusqlite::Result<(MetadataRow, Cursor)> {
+    let updated: i64 = r.get(7)?;
+    Ok((
+        MetadataRow {
+            metadata: P0fMetadata {
+                ip: r.get(1)?,
+                os: r.get(2)?,
+                app: r.get(3)?,
+                link: r.get(4)?,
+                uptime: r.get(5)?,
+            },
+            first_seen: from_us(r.get(6)?),
+            updated_at: from_us(updated),
+        },
+        Cursor::encode(updated, r.get(0)?),
+    ))
+}
+
+pub(super) fn metadata(c: &Connection, page: &Page) -> Paged<MetadataRow> {
+    let (tail, args, limit) = side_page(page, "updated_at")?;
+    let rows = c
+        .prepare_cached(&format!("SELECT {METADATA_COLS} FROM p0f_metadata{tail}"))?
+        .query_map(params_from_iter(args), metadata_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(page_of(rows, limit))
+}
+
 pub(super) fn metadata_for(c: &Connection, ip: &str) -> Result<Option<MetadataRow>> {
-    Err(todo())
+    Ok(c.prepare_cached(&format!(
+        "SELECT {METADATA_COLS} FROM p0f_metadata WHERE ip = ?1"
+    ))?
+    .query_row([ip], metadata_row)
+    .optional()?
+    .map(|(row, _)| row))
 }
+
+/// Tables counted with COUNT(*) (small, or only read for /metrics); the big ones have
+/// exact counters maintained by the writer.
+const COUNTED: &[&str] = &[
+    "idents",
+    "sensors",
+    "files",
+    "urls",
+    "dorks",
+    "p0f_metadata",
+    "rollup_hourly",
+];
+
 pub(super) fn table_counts(c: &Connection) -> Result<Vec<(String, u64)>> {
-    Err(todo())
+    let mut out = Vec::new();
+    let mut st = c.prepare_cached(
+        "SELECT name, value FROM counters WHERE name <> 'idents_version' ORDER BY name",
+    )?;
+    for r in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+        let (name, n) = r?;
+        out.push((name, n.max(0) as u64));
+    }
+    for table in COUNTED {
+        let n: i64 = c.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))?;
+        out.push(((*table).to_owned(), n as u64));
+    }
+    Ok(out)
 }
+
 pub(super) fn database_size(c: &Connection) -> Result<u64> {
-    Err(todo())
+    let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+    let size: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    Ok((pages * size).max(0) as u64)
 }
