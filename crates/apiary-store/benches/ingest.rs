@@ -1,1 +1,408 @@
-fn main() {}
+//! Ingest and dashboard-query benchmark for the SQLite store.
+//!
+//! ```text
+//! cargo bench -p apiary-store --bench ingest -- [SESSIONS] [BATCH]
+//! APIARY_BENCH_SESSIONS=200000 APIARY_BENCH_BATCH=5000 cargo bench -p apiary-store --bench ingest
+//! ```
+//!
+//! 1. Inserts SESSIONS sessions (default 1,000,000), one raw message each, in batches of
+//!    BATCH (default 5,000) through `Arc<dyn Store>` into a temp-file database with every
+//!    index and roll-up.
+//! 2. Inserts the same rows with plain rusqlite into a bare table with the same columns
+//!    (no indexes, no raw, no roll-ups, same pragmas, same batch transactions): the
+//!    reference for what SQLite itself can do on this machine.
+//! 3. Times dashboard queries over the last 24 hours at that size.
+//!
+//! Only timings are printed; nothing is asserted.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::{Duration as StdDuration, Instant};
+
+use apiary_model::{Credential, GeoInfo, IdsAlert, Normalized, RawEvent, Session, SessionDetails};
+use apiary_store::{Dimension, IngestItem, Page, SessionFilter, Store};
+use bytes::Bytes;
+use chrono::{DateTime, Duration, DurationRound, Utc};
+
+/// Hours the generated sessions span, ending now.
+const SPAN_HOURS: i64 = 72;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    /// Skewed pick: low indexes far more often, like real attacker/port distributions.
+    fn skewed(&mut self, n: u64) -> u64 {
+        let a = self.below(n);
+        self.below(a + 1)
+    }
+}
+
+const HONEYPOTS: &[&str] = &[
+    "cowrie", "dionaea", "glastopf", "snort", "conpot", "wordpot",
+];
+const PROTOCOLS: &[&str] = &["ssh", "telnet", "http", "microsoft-ds", "mysql", "modbus"];
+const PORTS: &[u16] = &[
+    22, 23, 80, 445, 3306, 502, 8080, 2222, 1433, 3389, 5060, 21, 25, 443, 5900, 6379, 9200, 8443,
+    135, 139,
+];
+const COUNTRIES: &[&str] = &[
+    "CN", "US", "RU", "BR", "IN", "VN", "DE", "NL", "KR", "ID", "FR", "GB", "TW", "UA", "IR", "TR",
+    "SG", "JP", "HK", "AR",
+];
+
+fn session(rng: &mut Rng, ts: DateTime<Utc>) -> Session {
+    let hp = HONEYPOTS[rng.skewed(HONEYPOTS.len() as u64) as usize];
+    let ip = Ipv4Addr::from(0x0b00_0000u32 + (rng.skewed(50_000) as u32) * 7919);
+    let country = rng.skewed(COUNTRIES.len() as u64) as usize;
+    let mut details = SessionDetails::default();
+    if hp == "cowrie" {
+        for _ in 0..1 + rng.below(3) {
+            details.credentials.push(Credential {
+                username: format!("user{}", rng.skewed(200)),
+                password: format!("pass{}", rng.skewed(1000)),
+            });
+        }
+        details.ssh_version = Some("SSH-2.0-libssh2_1.9.0".into());
+    }
+    if hp == "snort" {
+        details.ids = Some(IdsAlert {
+            signature: format!(
+                "ET SCAN Suspicious inbound traffic rule {}",
+                rng.skewed(100)
+            ),
+            signature_id: Some(2_000_000 + rng.below(1000)),
+            priority: Some(2),
+            ..IdsAlert::default()
+        });
+    }
+    Session {
+        id: None,
+        timestamp: ts,
+        source_ip: Some(IpAddr::V4(ip)),
+        source_port: Some(1024 + rng.below(60_000) as u16),
+        destination_ip: Some(
+            "192.0.2.10"
+                .parse()
+                .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        ),
+        destination_port: Some(PORTS[rng.skewed(PORTS.len() as u64) as usize]),
+        protocol: Some(PROTOCOLS[rng.below(PROTOCOLS.len() as u64) as usize].into()),
+        honeypot: hp.into(),
+        channel: format!("{hp}.events"),
+        sensor: format!("sensor-{:02}", rng.below(20)),
+        internal: false,
+        source_geo: Some(GeoInfo {
+            country_code: Some(COUNTRIES[country].into()),
+            city: None,
+            latitude: Some(10.0 + country as f64),
+            longitude: Some(20.0 + country as f64),
+            asn: Some(4000 + country as u32 * 13),
+            as_org: Some(format!("AS org {country}")),
+            country: None,
+        }),
+        destination_geo: None,
+        raw_id: None,
+        details,
+    }
+}
+
+/// Batch `b` of the run: timestamps ascend through the span like live traffic.
+fn batch(
+    rng: &mut Rng,
+    start: DateTime<Utc>,
+    step_us: i64,
+    first: usize,
+    n: usize,
+) -> Vec<IngestItem> {
+    (first..first + n)
+        .map(|i| {
+            let ts = start + Duration::microseconds(step_us * i as i64);
+            let s = session(rng, ts);
+            let payload = format!(
+                "{{\"peerIP\":\"{}\",\"peerPort\":{},\"hostPort\":{},\"session\":\"{:016x}\"}}",
+                s.source_ip.map(|i| i.to_string()).unwrap_or_default(),
+                s.source_port.unwrap_or(0),
+                s.destination_port.unwrap_or(0),
+                rng.next()
+            );
+            IngestItem {
+                raw: RawEvent {
+                    id: None,
+                    channel: s.channel.clone(),
+                    ident: s.sensor.clone(),
+                    received_at: ts,
+                    payload: Bytes::from(payload),
+                },
+                outcome: Ok(vec![Normalized::Session(Box::new(s))]),
+            }
+        })
+        .collect()
+}
+
+fn arg(pos: usize, env: &str, default: usize) -> usize {
+    std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .nth(pos)
+        .or_else(|| std::env::var(env).ok())
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+fn rate(n: usize, d: StdDuration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+/// Plain rusqlite: same rows, same columns, no indexes, no raw table, no roll-ups.
+fn reference(
+    path: &std::path::Path,
+    total: usize,
+    batch_size: usize,
+    start: DateTime<Utc>,
+    step_us: i64,
+) -> rusqlite::Result<StdDuration> {
+    let mut conn = rusqlite::Connection::open(path)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;
+         CREATE TABLE sessions (id INTEGER PRIMARY KEY, ts INTEGER, source_ip TEXT, source_key BLOB,
+             source_port INTEGER, destination_ip TEXT, destination_port INTEGER, protocol TEXT,
+             honeypot TEXT, channel TEXT, sensor TEXT, internal INTEGER, country_code TEXT,
+             country TEXT, city TEXT, latitude REAL, longitude REAL, asn INTEGER, as_org TEXT,
+             destination_geo TEXT, signature TEXT, raw_id INTEGER, details TEXT);",
+    )?;
+    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let mut spent = StdDuration::ZERO;
+    let mut done = 0;
+    while done < total {
+        let n = batch_size.min(total - done);
+        let items = batch(&mut rng, start, step_us, done, n);
+        let t = Instant::now();
+        let tx = conn.transaction()?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO sessions (ts, source_ip, source_key, source_port, destination_ip,
+                     destination_port, protocol, honeypot, channel, sensor, internal, country_code,
+                     country, city, latitude, longitude, asn, as_org, destination_geo, signature,
+                     raw_id, details)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                     ?17, ?18, ?19, ?20, ?21, ?22)",
+            )?;
+            for (i, item) in items.iter().enumerate() {
+                let Ok(records) = &item.outcome else { continue };
+                for r in records {
+                    let Normalized::Session(s) = r else { continue };
+                    let geo = s.source_geo.as_ref();
+                    let key = match s.source_ip {
+                        Some(IpAddr::V4(v4)) => Some(v4.to_ipv6_mapped().octets()),
+                        Some(IpAddr::V6(v6)) => Some(v6.octets()),
+                        None => None,
+                    };
+                    let details = serde_json::to_string(&s.details).unwrap_or_default();
+                    st.execute(rusqlite::params![
+                        s.timestamp.timestamp_micros(),
+                        s.source_ip.map(|i| i.to_string()),
+                        key.as_ref().map(|k| &k[..]),
+                        s.source_port,
+                        s.destination_ip.map(|i| i.to_string()),
+                        s.destination_port,
+                        s.protocol,
+                        s.honeypot,
+                        s.channel,
+                        s.sensor,
+                        s.internal,
+                        geo.and_then(|g| g.country_code.as_deref()),
+                        geo.and_then(|g| g.country.as_deref()),
+                        geo.and_then(|g| g.city.as_deref()),
+                        geo.and_then(|g| g.latitude),
+                        geo.and_then(|g| g.longitude),
+                        geo.and_then(|g| g.asn),
+                        geo.and_then(|g| g.as_org.as_deref()),
+                        None::<String>,
+                        s.details.ids.as_ref().map(|a| a.signature.as_str()),
+                        (done + i) as i64,
+                        details,
+                    ])?;
+                }
+            }
+        }
+        tx.commit()?;
+        spent += t.elapsed();
+        done += n;
+    }
+    Ok(spent)
+}
+
+async fn time_query<T, F, Fut>(label: &str, runs: usize, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = apiary_store::Result<T>>,
+{
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        if let Err(e) = f().await {
+            println!("  {label:<44} error: {e}");
+            return;
+        }
+        times.push(t.elapsed());
+    }
+    times.sort();
+    println!(
+        "  {label:<44} median {:>9.2} ms   max {:>9.2} ms",
+        times[times.len() / 2].as_secs_f64() * 1e3,
+        times[times.len() - 1].as_secs_f64() * 1e3
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let total = arg(0, "APIARY_BENCH_SESSIONS", 1_000_000);
+    let batch_size = arg(1, "APIARY_BENCH_BATCH", 5_000).max(1);
+    let dir = tempfile::tempdir()?;
+    let now = Utc::now().duration_trunc(Duration::hours(1))? + Duration::hours(1);
+    let start = now - Duration::hours(SPAN_HOURS);
+    let step_us = (SPAN_HOURS * 3_600_000_000) / total.max(1) as i64;
+    println!("apiary-store ingest bench: {total} sessions in batches of {batch_size}, spanning {SPAN_HOURS} h");
+
+    // 1. Through the trait, everything on.
+    let db = dir.path().join("apiary.db");
+    let store: Arc<dyn Store> = apiary_store::open(&format!("sqlite://{}", db.display())).await?;
+    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let mut spent = StdDuration::ZERO;
+    let mut done = 0;
+    while done < total {
+        let n = batch_size.min(total - done);
+        let items = batch(&mut rng, start, step_us, done, n);
+        let t = Instant::now();
+        store.insert_batch(items).await?;
+        spent += t.elapsed();
+        done += n;
+    }
+    let store_rate = rate(total, spent);
+    println!(
+        "store (raw + session + credentials + 10 session indexes + roll-ups): {:>10.0} sessions/s  ({:.2} s)",
+        store_rate,
+        spent.as_secs_f64()
+    );
+    println!(
+        "  database size {:.1} MiB",
+        store.database_size_bytes().await? as f64 / (1024.0 * 1024.0)
+    );
+
+    // 2. Plain rusqlite reference.
+    let ref_db = dir.path().join("reference.db");
+    let ref_spent =
+        tokio::task::spawn_blocking(move || reference(&ref_db, total, batch_size, start, step_us))
+            .await??;
+    let ref_rate = rate(total, ref_spent);
+    println!(
+        "reference (plain rusqlite, bare sessions table, no indexes):       {:>10.0} rows/s      ({:.2} s)",
+        ref_rate,
+        ref_spent.as_secs_f64()
+    );
+    println!("ratio store / reference: {:.2}", store_rate / ref_rate);
+
+    // 3. Dashboard queries over the last 24 h.
+    let since = now - Duration::hours(24);
+    println!(
+        "queries over the last 24 h ({} sessions in range):",
+        store.total_sessions(since, now).await?
+    );
+    for d in [
+        Dimension::SourceIp,
+        Dimension::DestinationPort,
+        Dimension::Country,
+        Dimension::Honeypot,
+        Dimension::Sensor,
+        Dimension::Username,
+        Dimension::Password,
+        Dimension::Signature,
+    ] {
+        time_query(&format!("top 10 {}", d.name()), 5, || {
+            store.top(d, since, now, 10)
+        })
+        .await;
+    }
+    time_query("counts_per_hour (all)", 5, || {
+        store.counts_per_hour(since, now, None)
+    })
+    .await;
+    time_query("counts_per_hour (honeypot=cowrie)", 5, || {
+        store.counts_per_hour(since, now, Some((Dimension::Honeypot, "cowrie".into())))
+    })
+    .await;
+    time_query("total_sessions", 5, || store.total_sessions(since, now)).await;
+    time_query("sessions first page (50)", 5, || {
+        store.sessions(
+            SessionFilter {
+                since: Some(since),
+                ..Default::default()
+            },
+            Page::first(50),
+        )
+    })
+    .await;
+    let top_ip = store.top(Dimension::SourceIp, since, now, 1).await?;
+    if let Some((ip, _)) = top_ip.first() {
+        let ip: IpAddr = ip.parse()?;
+        time_query("sessions by top source ip (50)", 5, || {
+            store.sessions(
+                SessionFilter {
+                    source: Some(ip.into()),
+                    ..Default::default()
+                },
+                Page::first(50),
+            )
+        })
+        .await;
+        time_query("sessions by /16 (50)", 5, || {
+            let net = ipnet::IpNet::new(ip, 16).map(|n| n.trunc()).ok();
+            store.sessions(
+                SessionFilter {
+                    source: net,
+                    ..Default::default()
+                },
+                Page::first(50),
+            )
+        })
+        .await;
+        time_query("attacker_stats top ip (30 d)", 3, || {
+            store.attacker_stats(ip, None)
+        })
+        .await;
+    }
+    time_query("sessions credential=user0 (50)", 5, || {
+        store.sessions(
+            SessionFilter {
+                credential: Some("user0".into()),
+                ..Default::default()
+            },
+            Page::first(50),
+        )
+    })
+    .await;
+    time_query("sessions signature~'rule 42' (50)", 5, || {
+        store.sessions(
+            SessionFilter {
+                signature: Some("rule 42".into()),
+                ..Default::default()
+            },
+            Page::first(50),
+        )
+    })
+    .await;
+    time_query("table_counts", 3, || store.table_counts()).await;
+    store.close().await;
+    Ok(())
+}

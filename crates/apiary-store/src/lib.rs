@@ -24,7 +24,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use apiary_model::{Ident, Normalized, RawEvent, Session};
+use apiary_model::{ApiKey, Ident, Normalized, RawEvent, Role, Session, User, WebSession};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -236,6 +236,63 @@ pub trait Store: Send + Sync {
         sessions_older_than: Option<DateTime<Utc>>,
         batch_limit: usize,
     ) -> Result<PruneResult>;
+
+    // ---- web app accounts ----
+
+    /// Number of users (the server creates a first admin when there is none).
+    async fn count_users(&self) -> Result<u64>;
+
+    /// Creates a user with an argon2 PHC `password_hash`; `Conflict` when the email is taken
+    /// (compared case-insensitively), `Invalid` for an empty or oversized email.
+    async fn create_user(&self, email: &str, role: Role, password_hash: &str) -> Result<User>;
+
+    /// One user by id.
+    async fn user_by_id(&self, id: i64) -> Result<Option<User>>;
+
+    /// One user by email (case-insensitive) with the stored password hash, for sign-in.
+    async fn user_with_password(&self, email: &str) -> Result<Option<(User, String)>>;
+
+    /// Every user, sorted by email.
+    async fn list_users(&self) -> Result<Vec<User>>;
+
+    /// Replaces a user's password hash; `NotFound` for an unknown id.
+    async fn set_password(&self, user_id: i64, password_hash: &str) -> Result<()>;
+
+    /// Changes a user's role; `NotFound` for an unknown id.
+    async fn set_role(&self, user_id: i64, role: Role) -> Result<()>;
+
+    /// Deletes a user with its API keys and web sessions; `false` when there was none.
+    async fn delete_user(&self, user_id: i64) -> Result<bool>;
+
+    /// Stores an API key by its hash (the key itself is never stored).
+    async fn create_api_key(
+        &self,
+        user_id: i64,
+        key_hash: &str,
+        prefix: &str,
+        label: &str,
+    ) -> Result<ApiKey>;
+
+    /// API keys of one user (all users when `None`), oldest first.
+    async fn list_api_keys(&self, user_id: Option<i64>) -> Result<Vec<ApiKey>>;
+
+    /// The owner of the key whose hash is `key_hash`.
+    async fn user_by_api_key(&self, key_hash: &str) -> Result<Option<User>>;
+
+    /// Deletes a key (only if owned by `user_id`, when given); `false` when nothing matched.
+    async fn delete_api_key(&self, key_id: i64, user_id: Option<i64>) -> Result<bool>;
+
+    /// Stores a web session (and sweeps expired ones).
+    async fn create_web_session(&self, session: &WebSession) -> Result<()>;
+
+    /// The unexpired web session whose token hash is `token_hash`, with its user.
+    async fn web_session(&self, token_hash: &str) -> Result<Option<(WebSession, User)>>;
+
+    /// Ends one web session (no error when it does not exist).
+    async fn delete_web_session(&self, token_hash: &str) -> Result<()>;
+
+    /// Ends every web session of a user (after a password change); returns how many.
+    async fn delete_user_sessions(&self, user_id: i64) -> Result<u64>;
 }
 
 /// Opens (creating and migrating if needed) the store named by `url`:

@@ -1362,6 +1362,8 @@ async fn file_store_survives_restart() {
     let version = store.idents_version().await.unwrap();
     store.create_sensor(&sensor("u1", "alpha")).await.unwrap();
     assert!(store.database_size_bytes().await.unwrap() > 0);
+    let schema = store.migrate().await.unwrap();
+    assert!(schema >= 3);
     store.close().await;
     assert!(
         store.list_idents().await.is_err(),
@@ -1370,7 +1372,7 @@ async fn file_store_survives_restart() {
     store.close().await; // idempotent
 
     let store = open(&url).await.unwrap();
-    assert_eq!(store.migrate().await.unwrap(), 1);
+    assert_eq!(store.migrate().await.unwrap(), schema);
     assert_eq!(store.idents_version().await.unwrap(), version);
     assert_eq!(store.get_ident("a").await.unwrap(), Some(ident("a", "s")));
     assert!(store.get_sensor("u1").await.unwrap().is_some());

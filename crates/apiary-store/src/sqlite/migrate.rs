@@ -7,11 +7,23 @@ use super::conv::us;
 use crate::{Result, StoreError};
 
 /// (version, name, SQL). Append only; never edit an applied file.
-const MIGRATIONS: &[(u32, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/sqlite/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "accounts",
+        include_str!("../../migrations/sqlite/0002_accounts.sql"),
+    ),
+    (
+        3,
+        "ingest_speed",
+        include_str!("../../migrations/sqlite/0003_ingest_speed.sql"),
+    ),
+];
 
 /// Applies what is missing and returns the resulting schema version.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<u32> {
@@ -71,5 +83,38 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn credentials_survive_the_clustering_migration() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+                 applied_at INTEGER NOT NULL);",
+        )
+        .unwrap();
+        for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 < 3) {
+            conn.execute_batch(sql).unwrap();
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (?1, ?2, 0)",
+                rusqlite::params![version, name],
+            )
+            .unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO sessions (id, ts, honeypot, channel, sensor) VALUES (7, 1, 'h', 'c', 's');
+             INSERT INTO credentials (session_id, ts, username, password) VALUES
+                 (7, 1, 'root', 'a'), (7, 1, 'root', 'b');",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let rows: Vec<(i64, i64, String)> = conn
+            .prepare("SELECT session_id, seq, password FROM credentials ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(rows, vec![(7, 0, "a".into()), (7, 1, "b".into())]);
     }
 }

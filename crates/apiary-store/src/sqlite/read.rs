@@ -274,10 +274,13 @@ pub(super) fn counts_per_hour(
         )));
     }
     let (dim, value) = filter.unwrap_or((Dimension::All, String::new()));
+    // One primary-key probe per hour: cheap even for dimensions with many values per hour.
     let mut st = c.prepare_cached(
-        "SELECT hour, SUM(count) FROM rollup_hourly
-         WHERE dim = ?1 AND value = ?2 AND hour >= ?3 AND hour < ?4
-         GROUP BY hour",
+        "WITH RECURSIVE h(hour) AS (
+             SELECT ?3 WHERE ?3 < ?4
+             UNION ALL SELECT hour + 1 FROM h WHERE hour + 1 < ?4)
+         SELECT h.hour, r.count FROM h
+         JOIN rollup_hourly r ON r.dim = ?1 AND r.hour = h.hour AND r.value = ?2",
     )?;
     let mut counts = vec![0u64; (hi - lo).max(0) as usize];
     let mut rows = st.query(params![dim.code(), value, lo, hi])?;

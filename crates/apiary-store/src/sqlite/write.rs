@@ -27,7 +27,7 @@ const INSERT_SESSION: &str = "INSERT INTO sessions (ts, source_ip, source_key, s
          ?19, ?20, ?21, ?22)";
 
 const INSERT_CREDENTIAL: &str =
-    "INSERT INTO credentials (session_id, ts, username, password) VALUES (?1, ?2, ?3, ?4)";
+    "INSERT INTO credentials (session_id, seq, ts, username, password) VALUES (?1, ?2, ?3, ?4, ?5)";
 
 const UPSERT_FILE: &str =
     "INSERT INTO files (sha512, sha256, sha1, md5, size, content_guess, data, url,
@@ -264,9 +264,9 @@ impl<'c> Writer<'c> {
         ])?;
         self.sessions += 1;
         let hour = hour_of(ts);
-        for cr in &s.details.credentials {
+        for (seq, cr) in s.details.credentials.iter().enumerate() {
             self.credential
-                .execute(params![id, ts, cr.username, cr.password])?;
+                .execute(params![id, seq as i64, ts, cr.username, cr.password])?;
             self.rollups.credential(hour, &cr.username, &cr.password, 1);
             self.credentials += 1;
         }
