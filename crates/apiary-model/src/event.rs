@@ -330,7 +330,10 @@ mod tests {
             parse_ip("::ffff:198.51.100.23"),
             Some("198.51.100.23".parse().unwrap())
         );
-        assert_eq!(parse_ip("[2001:db8::1]"), Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(
+            parse_ip("[2001:db8::1]"),
+            Some("2001:db8::1".parse().unwrap())
+        );
         assert_eq!(parse_ip("not an ip"), None);
         assert!(is_internal("10.1.2.3".parse().unwrap()));
         assert!(is_internal("::ffff:192.168.1.1".parse().unwrap()));

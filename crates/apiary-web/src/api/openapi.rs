@@ -1,0 +1,101 @@
+//! `GET /api/openapi.json`: every API endpoint, from one table.
+
+use axum::Json;
+use serde_json::{json, Map, Value};
+
+/// (method, path, summary, query parameters).
+pub const ENDPOINTS: &[(&str, &str, &str, &[&str])] = &[
+    ("get", "/api/session/", "Sessions, newest first", SESSION_FILTERS),
+    ("get", "/api/session/{id}/", "One session with all details", &[]),
+    ("get", "/api/feed/", "Raw hpfeeds messages, newest first", &["channel", "ident", "payload", "hours_ago", "limit", "cursor"]),
+    ("get", "/api/feed/{id}/", "One raw message", &[]),
+    ("get", "/api/top_attackers/", "Source addresses by session count (default last 4 h)", SESSION_FILTERS),
+    ("get", "/api/attacker_stats/{ip}/", "What one source address did (default last 720 h)", &["hours_ago"]),
+    ("get", "/api/intel_feed/", "Sources with honeypot, protocol, port, count and p0f metadata", SESSION_FILTERS),
+    ("get", "/api/intel_feed.csv/", "intel_feed as TSV: source_ip, count, tags", SESSION_FILTERS),
+    ("get", "/api/file/", "Captured files (by ?hash= with content)", &["hash", "limit", "cursor"]),
+    ("get", "/api/url/", "URLs seen", &["limit", "cursor"]),
+    ("get", "/api/dork/", "Web paths probed", &["limit", "cursor"]),
+    ("get", "/api/metadata/", "p0f fingerprints", &["ip", "limit", "cursor"]),
+    ("get", "/api/stats/", "Session count and per-hour counts", &["hours_ago"]),
+    ("get", "/api/sensor/", "Sensors (bare array; secrets for admins only)", &["uuid", "name", "hostname", "ip", "honeypot", "identifier"]),
+    ("post", "/api/sensor/", "Register a sensor: {name, hostname, honeypot[, ip]} -> uuid, hpfeeds identifier and secret (admin)", &[]),
+    ("get", "/api/sensor/{uuid}/", "One sensor", &[]),
+    ("put", "/api/sensor/{uuid}/", "Edit name or hostname (admin)", &[]),
+    ("delete", "/api/sensor/{uuid}/", "Delete a sensor and its hpfeeds credentials (admin)", &[]),
+    ("post", "/api/sensor/{uuid}/rotate_secret/", "New hpfeeds secret, returned once (admin)", &[]),
+    ("get", "/api/openapi.json", "This document", &[]),
+    ("post", "/auth/login/", "Sign in with {email, password}; sets the session cookie and returns csrf_token", &[]),
+    ("get", "/auth/logout/", "Sign out", &[]),
+    ("post", "/auth/logout/", "Sign out", &[]),
+    ("get", "/auth/me/", "The signed-in user", &[]),
+];
+
+const SESSION_FILTERS: &[&str] = &[
+    "hours_ago",
+    "timestamp",
+    "since",
+    "until",
+    "honeypot",
+    "source_ip",
+    "destination_port",
+    "protocol",
+    "identifier",
+    "country",
+    "asn",
+    "signature",
+    "credential",
+    "channel",
+    "q",
+    "limit",
+    "cursor",
+];
+
+/// The OpenAPI 3.0 document.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for (method, path, summary, params) in ENDPOINTS {
+        let mut parameters: Vec<Value> = params
+            .iter()
+            .map(|p| json!({"name": p, "in": "query", "required": false, "schema": {"type": "string"}}))
+            .collect();
+        for seg in path.split('/').filter(|s| s.starts_with('{')) {
+            let name = seg.trim_matches(|c| c == '{' || c == '}');
+            parameters.push(
+                json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}),
+            );
+        }
+        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
+        entry[*method] = json!({
+            "summary": summary,
+            "parameters": parameters,
+            "responses": {
+                "200": {"description": "OK"},
+                "400": {"description": "Bad request", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                "401": {"description": "No valid API key or session"},
+                "403": {"description": "Needs the admin role, or the CSRF token is missing"},
+                "404": {"description": "Not found"},
+            },
+        });
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "Apiary API", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "MHN-compatible honeypot API. Lists are {\"data\": [...], \"meta\": {\"size\", \"limit\", \"next_cursor\", \"query\"}}; pass meta.next_cursor as ?cursor= for the next page. limit defaults to 100, at most 10000."},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "api_key": {"type": "apiKey", "in": "query", "name": "api_key"},
+                "session": {"type": "apiKey", "in": "cookie", "name": crate::auth::SESSION_COOKIE},
+            },
+            "schemas": {"Error": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}},
+        },
+        "security": [{"bearer": []}, {"api_key": []}, {"session": []}],
+    })
+}
+
+/// `GET /api/openapi.json` (needs auth like every API endpoint).
+pub async fn openapi(_c: crate::auth::Caller) -> Json<Value> {
+    Json(document())
+}

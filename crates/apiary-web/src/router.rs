@@ -1,0 +1,150 @@
+//! Every route of the HTTP server.
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use crate::state::AppState;
+use crate::{api, pages};
+
+/// Builds the application router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        // ---- JSON auth (MHN's /auth/) ----
+        .route("/auth/login/", post(api::auth::login))
+        .route(
+            "/auth/logout/",
+            get(api::auth::logout).post(api::auth::logout),
+        )
+        .route("/auth/me/", get(api::auth::me))
+        // ---- REST API (MHN's /api/) ----
+        .route("/api/openapi.json", get(api::openapi::openapi))
+        .route("/api/session/", get(api::sessions))
+        .route("/api/session/{id}/", get(api::session))
+        .route("/api/feed/", get(api::feed))
+        .route("/api/feed/{id}/", get(api::feed_one))
+        .route("/api/top_attackers/", get(api::top_attackers))
+        .route("/api/attacker_stats/{ip}/", get(api::attacker_stats))
+        .route("/api/intel_feed/", get(api::intel_feed))
+        .route("/api/intel_feed.csv/", get(api::intel_feed_csv))
+        .route("/api/file/", get(api::files))
+        .route("/api/url/", get(api::urls))
+        .route("/api/dork/", get(api::dorks))
+        .route("/api/metadata/", get(api::metadata))
+        .route("/api/stats/", get(api::stats))
+        .route(
+            "/api/sensor/",
+            get(api::sensors::list).post(api::sensors::create),
+        )
+        .route(
+            "/api/sensor/{uuid}/",
+            get(api::sensors::get)
+                .put(api::sensors::update)
+                .delete(api::sensors::delete),
+        )
+        .route(
+            "/api/sensor/{uuid}/rotate_secret/",
+            post(api::sensors::rotate),
+        )
+        .route("/api/{*rest}", get(api_not_found).post(api_not_found))
+        // ---- pages ----
+        .route("/", get(|| async { Redirect::to("/ui/dashboard/") }))
+        .route(
+            "/ui/login/",
+            get(pages::login::show).post(pages::login::submit),
+        )
+        .route("/ui/logout/", post(pages::login::logout))
+        .route("/ui/dashboard/", get(pages::dashboard::show))
+        .route("/ui/attacks/", get(pages::attacks::report))
+        .route("/ui/attacks/export.csv", get(pages::attacks::export_csv))
+        .route("/ui/attacks/export.json", get(pages::attacks::export_json))
+        .route("/ui/session/{id}/", get(pages::attacks::detail))
+        .route("/ui/payloads/", get(pages::payloads::show))
+        .route("/ui/attacker/{ip}/", get(pages::attacker::show))
+        .route(
+            "/ui/sensors/",
+            get(pages::sensors::list).post(pages::sensors::add),
+        )
+        .route("/ui/sensors/{uuid}/rename/", post(pages::sensors::rename))
+        .route("/ui/sensors/{uuid}/delete/", post(pages::sensors::delete))
+        .route("/ui/sensors/{uuid}/rotate/", post(pages::sensors::rotate))
+        .route("/ui/settings/", get(pages::settings::show))
+        .route(
+            "/ui/settings/password/",
+            post(pages::settings::change_password),
+        )
+        .route("/ui/settings/apikeys/", post(pages::settings::create_key))
+        .route(
+            "/ui/settings/apikeys/{id}/delete/",
+            post(pages::settings::delete_key),
+        )
+        .route("/ui/settings/users/", post(pages::settings::add_user))
+        .route(
+            "/ui/settings/users/{id}/role/",
+            post(pages::settings::set_role),
+        )
+        .route(
+            "/ui/settings/users/{id}/delete/",
+            post(pages::settings::delete_user),
+        )
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+/// Headers on every response: no sniffing, no framing, no referrer (an `api_key` in a URL
+/// must not leak), no caching of authenticated pages, and a CSP that allows no script and
+/// nothing from elsewhere.
+async fn security_headers(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, k: header::HeaderName, v: &'static str| {
+        h.insert(k, HeaderValue::from_static(v));
+    };
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    set(h, header::REFERRER_POLICY, "no-referrer");
+    set(
+        h,
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        set(h, header::CACHE_CONTROL, "no-store");
+    }
+    resp
+}
+
+async fn api_not_found(_c: crate::auth::Caller) -> crate::error::AppError {
+    crate::error::AppError::NotFound
+}
+
+/// Liveness plus a store round trip: 200 when the database answers, 503 otherwise.
+async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.store.idents_version().await {
+        Ok(_) => (StatusCode::OK, Json(serde_json::json!({"status": "ok"}))),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: store unavailable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({"status": "error", "error": "store unavailable"})),
+            )
+        }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let mut out = String::with_capacity(8 * 1024);
+    for source in state.metrics.iter() {
+        source.render(&mut out);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+}

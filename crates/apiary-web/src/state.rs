@@ -1,0 +1,54 @@
+//! State shared by handlers.
+
+use std::sync::Arc;
+
+use apiary_store::Store;
+
+use crate::auth::{AuthConfig, LoginLimiter};
+
+/// Something that can append Prometheus text (broker, ingest, store counters).
+pub trait MetricsSource: Send + Sync {
+    /// Appends metrics in the text exposition format.
+    fn render(&self, out: &mut String);
+}
+
+impl<F: Fn(&mut String) + Send + Sync> MetricsSource for F {
+    fn render(&self, out: &mut String) {
+        self(out)
+    }
+}
+
+/// Handler state: cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Metric sources rendered by `/metrics`, in order.
+    pub metrics: Arc<Vec<Arc<dyn MetricsSource>>>,
+    /// Sign-in settings (password hashing cost, cookie lifetime).
+    pub auth: Arc<AuthConfig>,
+    /// Failed sign-in counters per address and per account.
+    pub limiter: Arc<LoginLimiter>,
+}
+
+impl AppState {
+    /// State with default sign-in settings.
+    pub fn new(store: Arc<dyn Store>, metrics: Vec<Arc<dyn MetricsSource>>) -> Self {
+        Self::with_auth(store, metrics, AuthConfig::default())
+    }
+
+    /// State with the given sign-in settings (tests use a cheap password hash).
+    pub fn with_auth(
+        store: Arc<dyn Store>,
+        metrics: Vec<Arc<dyn MetricsSource>>,
+        auth: AuthConfig,
+    ) -> Self {
+        let limiter = LoginLimiter::new(auth.max_failures, auth.failure_window);
+        Self {
+            store,
+            metrics: Arc::new(metrics),
+            auth: Arc::new(auth),
+            limiter: Arc::new(limiter),
+        }
+    }
+}
