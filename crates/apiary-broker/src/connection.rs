@@ -106,7 +106,13 @@ pub(crate) async fn serve<S>(
                         frame::Error::Invalid("unknown opcode") => {
                             (FrameRejection::UnknownOpcode, "Unknown opcode".to_string())
                         }
-                        _ => (FrameRejection::ShortLength, format!("Invalid frame: {e}")),
+                        _ => (
+                            FrameRejection::ShortLength,
+                            format!(
+                                "Invalid frame: {}",
+                                e.to_string().trim_start_matches("invalid frame: ")
+                            ),
+                        ),
                     };
                     shared.metrics.rejected(reason);
                     debug!(%peer, conn, error = %text, "frame rejected; closing");

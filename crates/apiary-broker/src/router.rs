@@ -265,6 +265,14 @@ impl Router {
         rx
     }
 
+    /// Drops every in-process subscription so their receivers see the end of the stream
+    /// (after the last connection has closed, at shutdown).
+    pub fn close_internal(&self) {
+        let mut table = self.table.lock();
+        table.internal.clear();
+        self.rebuild(&table);
+    }
+
     /// Subscribes connection `conn` (authenticated as `ident`) to `channel`.
     pub fn subscribe(&self, conn: u64, ident: &Bytes, channel: &Bytes, queue: &Arc<SubQueue>) {
         {

@@ -211,9 +211,12 @@ impl Broker {
     /// Waits until every connection task has ended (after shutdown was cancelled).
     pub async fn wait_closed(&self, deadline: Duration) -> bool {
         self.tracker.close();
-        tokio::time::timeout(deadline, self.tracker.wait())
+        let closed = tokio::time::timeout(deadline, self.tracker.wait())
             .await
-            .is_ok()
+            .is_ok();
+        // Only now may in-process consumers see the end of their stream.
+        self.shared.router.close_internal();
+        closed
     }
 }
 

@@ -1,0 +1,10 @@
+//! Ingest: raw hpfeeds messages → normalized, geolocated records in the store.
+//!
+//! # Layout
+//! - [`normalize`]: one normalizer per honeypot channel; pure, synchronous functions.
+//! - [`pipeline`]: broker subscription → normalize + enrich → batched commits.
+//! - [`mnemosyne`]: reading MHN mnemosyne `mongoexport` dumps for `apiary import`.
+
+pub mod mnemosyne;
+pub mod normalize;
+pub mod pipeline;

@@ -1,0 +1,276 @@
+//! source → normalize + enrich → sink, joined by bounded channels.
+//!
+//! - The source is the broker's lossless in-process subscription: when this pipeline is
+//!   behind, publishers wait (TCP backpressure) instead of messages being dropped.
+//! - The normalize stage runs on a blocking thread (it is CPU work) and builds batches of
+//!   up to `batch_size` messages, waiting at most `batch_delay` for a batch to fill.
+//! - The sink commits one batch per transaction; the channel between the stages holds
+//!   [`STAGED_BATCHES`] batches so normalizing batch N+1 overlaps committing batch N.
+//!
+//! Loss window on a crash or `kill -9`: messages already read from publishers' sockets
+//! but not yet committed — at most the broker→pipeline queue (`queue`) plus
+//! `STAGED_BATCHES + 1` batches. A clean shutdown drains and commits everything.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use apiary_broker::Published;
+use apiary_geo::GeoDb;
+use apiary_model::event::is_internal;
+use apiary_model::{bounded, Normalized, RawEvent};
+use apiary_store::{IngestItem, Store};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{error, warn};
+
+use crate::normalize;
+
+/// Batches queued between normalizing and committing.
+pub const STAGED_BATCHES: usize = 2;
+
+/// Pipeline settings.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Maximum messages per transaction.
+    pub batch_size: usize,
+    /// Longest wait for a batch to fill.
+    pub batch_delay: Duration,
+}
+
+/// Pipeline counters.
+#[derive(Debug, Default)]
+pub struct IngestMetrics {
+    /// Raw messages committed.
+    pub raw_committed: AtomicU64,
+    /// Sessions committed.
+    pub sessions: AtomicU64,
+    /// Other records (files, urls, dorks, metadata) committed.
+    pub side_records: AtomicU64,
+    /// Messages whose normalization failed (raw kept with the error).
+    pub normalize_errors: AtomicU64,
+    /// Messages on channels without a normalizer (raw kept).
+    pub unknown_channel: AtomicU64,
+    /// Batches committed.
+    pub batches: AtomicU64,
+    /// Batches that failed to commit (retried).
+    pub commit_failures: AtomicU64,
+}
+
+impl IngestMetrics {
+    /// Prometheus text.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        for (name, help, v) in [
+            (
+                "apiary_ingest_raw_committed_total",
+                "Raw messages committed.",
+                &self.raw_committed,
+            ),
+            (
+                "apiary_ingest_sessions_total",
+                "Sessions committed.",
+                &self.sessions,
+            ),
+            (
+                "apiary_ingest_side_records_total",
+                "Files, urls, dorks and metadata committed.",
+                &self.side_records,
+            ),
+            (
+                "apiary_ingest_normalize_errors_total",
+                "Messages whose normalization failed (raw kept).",
+                &self.normalize_errors,
+            ),
+            (
+                "apiary_ingest_unknown_channel_total",
+                "Messages on channels without a normalizer (raw kept).",
+                &self.unknown_channel,
+            ),
+            (
+                "apiary_ingest_batches_total",
+                "Batches committed.",
+                &self.batches,
+            ),
+            (
+                "apiary_ingest_commit_failures_total",
+                "Batch commits that failed and were retried.",
+                &self.commit_failures,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Relaxed)
+            );
+        }
+    }
+}
+
+/// A running pipeline.
+pub struct Pipeline {
+    /// Counters.
+    pub metrics: Arc<IngestMetrics>,
+    normalize: JoinHandle<()>,
+    sink: JoinHandle<()>,
+}
+
+impl Pipeline {
+    /// Starts the stages. The pipeline ends when `source` is closed (every sender dropped)
+    /// and everything received has been committed.
+    pub fn spawn(
+        source: mpsc::Receiver<Published>,
+        store: Arc<dyn Store>,
+        geo: Arc<GeoDb>,
+        config: PipelineConfig,
+    ) -> Self {
+        let metrics = Arc::new(IngestMetrics::default());
+        let (tx, rx) = mpsc::channel::<Vec<IngestItem>>(STAGED_BATCHES);
+        let normalize = {
+            let metrics = metrics.clone();
+            let handle = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || {
+                normalize_stage(handle, source, tx, geo, config, &metrics)
+            })
+        };
+        let sink = tokio::spawn(sink_stage(rx, store, metrics.clone()));
+        Self {
+            metrics,
+            normalize,
+            sink,
+        }
+    }
+
+    /// Waits until everything received has been committed.
+    pub async fn finish(self) {
+        let _ = self.normalize.await;
+        let _ = self.sink.await;
+    }
+}
+
+/// Turns one raw message into a store item: normalized records, enriched.
+pub fn process(raw: RawEvent, geo: &GeoDb, metrics: &IngestMetrics) -> IngestItem {
+    let mut out = Vec::new();
+    let outcome = match normalize::normalize(&raw, &mut out) {
+        Ok(()) => {
+            for n in &mut out {
+                if let Normalized::Session(s) = n {
+                    s.channel.clone_from(&raw.channel);
+                    s.sensor.clone_from(&raw.ident);
+                    if let Some(ip) = s.source_ip {
+                        s.internal = is_internal(ip);
+                        if s.source_geo.is_none() {
+                            s.source_geo = geo.lookup(ip);
+                        }
+                    }
+                    if let (Some(ip), None) = (s.destination_ip, &s.destination_geo) {
+                        s.destination_geo = geo.lookup(ip);
+                    }
+                }
+            }
+            Ok(out)
+        }
+        Err(e) => {
+            if matches!(e, normalize::NormalizeError::UnknownChannel(_)) {
+                metrics.unknown_channel.fetch_add(1, Relaxed);
+            } else {
+                metrics.normalize_errors.fetch_add(1, Relaxed);
+            }
+            Err(bounded::truncate(e.to_string(), bounded::MEDIUM))
+        }
+    };
+    IngestItem { raw, outcome }
+}
+
+fn to_raw(p: Published) -> RawEvent {
+    RawEvent {
+        id: None,
+        channel: bounded::lossy(&p.channel, 255),
+        ident: bounded::lossy(&p.ident, 255),
+        received_at: p.received_at,
+        payload: p.payload,
+    }
+}
+
+fn normalize_stage(
+    rt: tokio::runtime::Handle,
+    mut source: mpsc::Receiver<Published>,
+    tx: mpsc::Sender<Vec<IngestItem>>,
+    geo: Arc<GeoDb>,
+    config: PipelineConfig,
+    metrics: &IngestMetrics,
+) {
+    let mut buf: Vec<Published> = Vec::with_capacity(config.batch_size);
+    loop {
+        buf.clear();
+        // Block for the first message, then fill the batch until it is full or the delay
+        // has passed.
+        let open = rt.block_on(async {
+            if source.recv_many(&mut buf, config.batch_size).await == 0 {
+                return false;
+            }
+            let deadline = tokio::time::Instant::now() + config.batch_delay;
+            while buf.len() < config.batch_size {
+                let want = config.batch_size - buf.len();
+                match tokio::time::timeout_at(deadline, source.recv_many(&mut buf, want)).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+            true
+        });
+        if !open && buf.is_empty() {
+            return;
+        }
+        let batch: Vec<IngestItem> = buf
+            .drain(..)
+            .map(|p| process(to_raw(p), &geo, metrics))
+            .collect();
+        if rt.block_on(tx.send(batch)).is_err() {
+            error!("ingest sink stopped; normalize stage exiting");
+            return;
+        }
+        if !open {
+            return;
+        }
+    }
+}
+
+async fn sink_stage(
+    mut rx: mpsc::Receiver<Vec<IngestItem>>,
+    store: Arc<dyn Store>,
+    metrics: Arc<IngestMetrics>,
+) {
+    while let Some(batch) = rx.recv().await {
+        let n = batch.len() as u64;
+        let (mut sessions, mut side) = (0u64, 0u64);
+        for item in &batch {
+            if let Ok(records) = &item.outcome {
+                for r in records {
+                    match r {
+                        Normalized::Session(_) => sessions += 1,
+                        _ => side += 1,
+                    }
+                }
+            }
+        }
+        // Retry forever with backoff: a full disk or a restarting database must slow
+        // ingest down (backpressure reaches the publishers), not lose the batch.
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match store.insert_batch(batch.clone()).await {
+                Ok(_) => break,
+                Err(e) => {
+                    metrics.commit_failures.fetch_add(1, Relaxed);
+                    warn!(error = %e, messages = n, "batch commit failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        metrics.raw_committed.fetch_add(n, Relaxed);
+        metrics.sessions.fetch_add(sessions, Relaxed);
+        metrics.side_records.fetch_add(side, Relaxed);
+        metrics.batches.fetch_add(1, Relaxed);
+    }
+}

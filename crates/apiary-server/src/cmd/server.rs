@@ -1,0 +1,268 @@
+//! `apiary server`: broker, ingest and HTTP in one process, one shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use apiary_broker::router::ChannelFilter;
+use apiary_broker::{Broker, BrokerConfig};
+use apiary_ingest::pipeline::{Pipeline, PipelineConfig};
+use apiary_store::Store;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::settings::Settings;
+
+mod retention;
+
+/// Binds `addr`, explaining an address already in use.
+async fn bind(key: &str, addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            anyhow::anyhow!("{key}: address {addr} is already in use (another apiary or service is listening there)")
+        } else {
+            anyhow::anyhow!("{key}: cannot listen on {addr}: {e}")
+        }
+    })
+}
+
+fn broker_config(s: &Settings) -> BrokerConfig {
+    let h = &s.hpfeeds;
+    BrokerConfig {
+        name: h.name.clone(),
+        max_frame: h.max_frame_bytes,
+        auth_timeout: Duration::from_secs(h.auth_timeout_secs),
+        max_connections: h.max_connections,
+        max_unauthenticated: h.max_unauthenticated,
+        subscriber_queue_frames: h.subscriber_queue_frames,
+        subscriber_queue_bytes: h.subscriber_queue_bytes,
+        slow_subscriber_grace: Duration::from_secs(h.slow_subscriber_grace_secs),
+    }
+}
+
+pub async fn run(settings: Settings) -> Result<()> {
+    // Bind first: a port in use should fail before anything else happens.
+    let hpfeeds_listener = bind("hpfeeds.listen", settings.hpfeeds.listen).await?;
+    let tls = match settings.hpfeeds.tls_listen {
+        Some(addr) => {
+            let (Some(cert), Some(key)) = (&settings.hpfeeds.tls_cert, &settings.hpfeeds.tls_key)
+            else {
+                anyhow::bail!("hpfeeds.tls_listen needs hpfeeds.tls_cert and hpfeeds.tls_key");
+            };
+            let acceptor = apiary_broker::tls::acceptor(cert, key)?;
+            Some((bind("hpfeeds.tls_listen", addr).await?, acceptor))
+        }
+        None => None,
+    };
+    let http_listener = bind("http.listen", settings.http.listen).await?;
+
+    let store = super::open_store(&settings).await?;
+    let broker = Broker::new(broker_config(&settings));
+    let idents = store.list_idents().await.context("while loading idents")?;
+    broker.load_idents(&idents);
+    info!(idents = idents.len(), "credentials loaded");
+
+    let shutdown = CancellationToken::new();
+    let tracker = tokio_util::task::TaskTracker::new();
+
+    // Ingest: the broker's lossless in-process subscription → normalize → store.
+    let ingest = if settings.ingest.enabled {
+        let handle = start_ingest(
+            &settings,
+            &broker,
+            store.clone(),
+            &tracker,
+            shutdown.clone(),
+        )?;
+        Some(handle)
+    } else {
+        warn!("ingest disabled: messages are relayed but not stored");
+        None
+    };
+
+    tracker.spawn(reload_idents(
+        store.clone(),
+        broker.clone(),
+        Duration::from_secs(settings.hpfeeds.ident_reload_secs.max(1)),
+        shutdown.clone(),
+    ));
+
+    {
+        let (b, token) = (broker.clone(), shutdown.clone());
+        let addr = hpfeeds_listener.local_addr()?;
+        info!(%addr, "hpfeeds broker listening");
+        tracker.spawn(async move { b.run(hpfeeds_listener, None, token).await });
+    }
+    if let Some((listener, acceptor)) = tls {
+        let (b, token) = (broker.clone(), shutdown.clone());
+        info!(addr = %listener.local_addr()?, "hpfeeds TLS listener");
+        tracker.spawn(async move { b.run(listener, Some(acceptor), token).await });
+    }
+
+    let metrics = metric_sources(&broker, store.clone(), ingest.as_ref());
+    super::user::bootstrap_admin(&*store).await?;
+    let app = apiary_web::router(apiary_web::AppState::new(store.clone(), metrics));
+    {
+        let token = shutdown.clone();
+        info!(addr = %http_listener.local_addr()?, "HTTP listening");
+        tracker.spawn(async move {
+            let r = axum::serve(
+                http_listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { token.cancelled().await })
+            .await;
+            if let Err(e) = r {
+                error!(error = %e, "HTTP server failed");
+            }
+        });
+    }
+
+    tracker.spawn(retention::run(
+        store.clone(),
+        settings.retention.clone(),
+        shutdown.clone(),
+    ));
+
+    shutdown_signal().await;
+    info!("shutting down");
+    shutdown.cancel();
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!("some tasks did not stop within 10 s");
+    }
+    broker.wait_closed(Duration::from_secs(3)).await;
+    // Every publisher is gone; the pipeline drains what it has and commits it.
+    if let Some(i) = ingest {
+        i.finish().await;
+    }
+    store.close().await;
+    info!("stopped");
+    Ok(())
+}
+
+async fn reload_idents(
+    store: Arc<dyn Store>,
+    broker: Broker,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut seen = store.idents_version().await.ok();
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let version = match store.idents_version().await {
+            Ok(v) => v,
+            Err(e) => {
+                warn!(error = %e, "cannot check idents for changes");
+                continue;
+            }
+        };
+        if Some(version) == seen {
+            continue;
+        }
+        match store.list_idents().await {
+            Ok(idents) => {
+                let kicked = broker.load_idents(&idents);
+                info!(idents = idents.len(), kicked, "credentials reloaded");
+                seen = Some(version);
+            }
+            Err(e) => warn!(error = %e, "cannot reload idents"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// Starts the ingest pipeline on the broker's lossless in-process subscription.
+fn start_ingest(
+    settings: &Settings,
+    broker: &Broker,
+    store: Arc<dyn Store>,
+    _tracker: &tokio_util::task::TaskTracker,
+    _shutdown: CancellationToken,
+) -> Result<Pipeline> {
+    let geo = match apiary_geo::GeoDb::open(&geo_settings(settings)) {
+        Ok(db) => db,
+        Err(e) => {
+            warn!(error = %e, "geo database unusable; events stored without geolocation");
+            apiary_geo::GeoDb::disabled()
+        }
+    };
+    if !geo.is_enabled() {
+        warn!("no geo database configured; events stored without geolocation (run scripts/fetch-geo.sh or set geo.city_db)");
+    } else {
+        info!(geo = %geo.status(), "geolocation enabled");
+    }
+    let source = broker.subscribe_internal(ChannelFilter::All, settings.ingest.queue);
+    Ok(Pipeline::spawn(
+        source,
+        store,
+        Arc::new(geo),
+        PipelineConfig {
+            batch_size: settings.ingest.batch_size,
+            batch_delay: Duration::from_millis(settings.ingest.batch_delay_ms),
+        },
+    ))
+}
+
+fn metric_sources(
+    broker: &Broker,
+    store: Arc<dyn Store>,
+    ingest: Option<&Pipeline>,
+) -> Vec<Arc<dyn apiary_web::MetricsSource>> {
+    let mut v: Vec<Arc<dyn apiary_web::MetricsSource>> = Vec::new();
+    let m = broker.metrics().clone();
+    v.push(Arc::new(move |out: &mut String| m.render(out)));
+    let b = broker.clone();
+    v.push(Arc::new(move |out: &mut String| {
+        use std::fmt::Write;
+        let _ = writeln!(out, "# HELP apiary_broker_idents Idents loaded.\n# TYPE apiary_broker_idents gauge\napiary_broker_idents {}", b.ident_count());
+    }));
+    if let Some(p) = ingest {
+        let m = p.metrics.clone();
+        v.push(Arc::new(move |out: &mut String| m.render(out)));
+    }
+    v.push(Arc::new(retention::StoreStats::new(store)));
+    v
+}
+
+/// Geo database settings: configured paths, else discovered ones.
+pub fn geo_settings(settings: &Settings) -> apiary_geo::GeoSettings {
+    let found = apiary_geo::GeoSettings::discover(&settings.data_dir);
+    match (&settings.geo.city_db, &settings.geo.asn_db) {
+        (None, None) => found,
+        (city, asn) => apiary_geo::GeoSettings {
+            city: city.clone(),
+            asn: asn.clone(),
+            ..found
+        },
+    }
+}

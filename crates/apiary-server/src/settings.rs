@@ -1,0 +1,493 @@
+//! Server settings: defaults → TOML file → `APIARY_*` environment → command-line flags.
+//!
+//! The TOML tree mirrors [`Settings`]. Environment variables name a key as
+//! `APIARY_<SECTION>__<KEY>` (`APIARY_HPFEEDS__LISTEN`), top-level keys as `APIARY_<KEY>`
+//! (`APIARY_DATA_DIR`). A bad value names the key and where it came from.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The documented example configuration (`apiary config example`).
+pub const EXAMPLE: &str = include_str!("../../../config/example.toml");
+
+/// Environment variables that are not settings (read elsewhere), so not warned about.
+const NON_SETTING_ENV: &[&str] = &[
+    "APIARY_CONFIG",
+    "APIARY_LOG",
+    "APIARY_PASSWORD",
+    "APIARY_ADMIN_EMAIL",
+    "APIARY_ADMIN_PASSWORD",
+    "APIARY_TEST_DATABASE_URL",
+    "APIARY_GEO_DIR",
+    "APIARY_SKIP_GEO_TESTS",
+    "APIARY_BIN",
+];
+
+/// All settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Directory for the embedded database and other state.
+    pub data_dir: PathBuf,
+    /// Database URL; empty means `sqlite://<data_dir>/apiary.db`.
+    pub database_url: String,
+    /// hpfeeds broker.
+    pub hpfeeds: HpfeedsSettings,
+    /// HTTP server.
+    pub http: HttpSettings,
+    /// Ingest pipeline.
+    pub ingest: IngestSettings,
+    /// Retention.
+    pub retention: RetentionSettings,
+    /// Geolocation databases.
+    pub geo: GeoSettings,
+}
+
+/// `[hpfeeds]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HpfeedsSettings {
+    /// Plain TCP listen address.
+    pub listen: SocketAddr,
+    /// Optional TLS listen address.
+    pub tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain for TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS.
+    pub tls_key: Option<PathBuf>,
+    /// Broker name sent in OP_INFO.
+    pub name: String,
+    /// Largest accepted frame in bytes, header included.
+    pub max_frame_bytes: usize,
+    /// Seconds a client has to authenticate.
+    pub auth_timeout_secs: u64,
+    /// Maximum open connections.
+    pub max_connections: usize,
+    /// Maximum connections not yet authenticated.
+    pub max_unauthenticated: usize,
+    /// Frames queued per subscriber before its messages are dropped.
+    pub subscriber_queue_frames: usize,
+    /// Bytes queued per subscriber before its messages are dropped.
+    pub subscriber_queue_bytes: usize,
+    /// Seconds a subscriber may stay full before it is disconnected.
+    pub slow_subscriber_grace_secs: u64,
+    /// Seconds between checks of the store for added/removed idents.
+    pub ident_reload_secs: u64,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Listen address.
+    pub listen: SocketAddr,
+}
+
+/// `[ingest]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestSettings {
+    /// Store messages in the database and normalize them (off: broker only).
+    pub enabled: bool,
+    /// Maximum messages per database transaction.
+    pub batch_size: usize,
+    /// Milliseconds to wait for a batch to fill before committing what is there.
+    pub batch_delay_ms: u64,
+    /// Messages buffered between the broker and the pipeline (backpressure beyond).
+    pub queue: usize,
+}
+
+/// `[retention]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSettings {
+    /// Days raw messages are kept (0 = forever).
+    pub raw_days: u32,
+    /// Days sessions and roll-ups are kept (0 = forever).
+    pub session_days: u32,
+    /// Minutes between pruning passes.
+    pub interval_minutes: u64,
+}
+
+/// `[geo]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeoSettings {
+    /// City database (.mmdb); empty = look in `<data_dir>/geo` and `data/geo`.
+    pub city_db: Option<PathBuf>,
+    /// ASN database (.mmdb).
+    pub asn_db: Option<PathBuf>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./apiary-data"),
+            database_url: String::new(),
+            hpfeeds: HpfeedsSettings::default(),
+            http: HttpSettings::default(),
+            ingest: IngestSettings::default(),
+            retention: RetentionSettings::default(),
+            geo: GeoSettings::default(),
+        }
+    }
+}
+
+impl Default for HpfeedsSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 10000)),
+            tls_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            name: "apiary".into(),
+            max_frame_bytes: 10 * 1024 * 1024,
+            auth_timeout_secs: 10,
+            max_connections: 20_000,
+            max_unauthenticated: 2_048,
+            subscriber_queue_frames: 65_536,
+            subscriber_queue_bytes: 64 * 1024 * 1024,
+            slow_subscriber_grace_secs: 5,
+            ident_reload_secs: 1,
+        }
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+        }
+    }
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            batch_size: 5_000,
+            batch_delay_ms: 50,
+            queue: 20_000,
+        }
+    }
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            raw_days: 30,
+            session_days: 365,
+            interval_minutes: 10,
+        }
+    }
+}
+
+/// Where settings came from, for error messages.
+#[derive(Debug, Default)]
+pub struct Sources {
+    file: Option<PathBuf>,
+    env_keys: BTreeMap<String, String>,
+}
+
+/// Command-line overrides (only the flags the user gave).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--data-dir`
+    pub data_dir: Option<PathBuf>,
+    /// `--database-url`
+    pub database_url: Option<String>,
+    /// `--hpfeeds-listen`
+    pub hpfeeds_listen: Option<SocketAddr>,
+    /// `--hpfeeds-tls-listen`
+    pub hpfeeds_tls_listen: Option<SocketAddr>,
+    /// `--hpfeeds-tls-cert`
+    pub hpfeeds_tls_cert: Option<PathBuf>,
+    /// `--hpfeeds-tls-key`
+    pub hpfeeds_tls_key: Option<PathBuf>,
+    /// `--http-listen`
+    pub http_listen: Option<SocketAddr>,
+}
+
+/// A settings error that names the key and its source.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SettingsError(pub String);
+
+impl Settings {
+    /// Loads settings from an optional file, the given environment and CLI overrides.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<(Settings, Vec<String>), SettingsError> {
+        let mut sources = Sources::default();
+        let mut tree = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    SettingsError(format!("cannot read config file {}: {e}", path.display()))
+                })?;
+                sources.file = Some(path.to_path_buf());
+                text.parse::<toml::Table>()
+                    .map_err(|e| SettingsError(format!("config file {}: {e}", path.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        let warnings = apply_env(&mut tree, env, &mut sources)?;
+        let mut settings: Settings = serde_path_to_error::deserialize(toml::Value::Table(tree))
+            .map_err(|e| {
+                let key = e.path().to_string();
+                let origin = match sources.env_keys.get(&key) {
+                    Some(var) => format!("environment variable {var}"),
+                    None => match &sources.file {
+                        Some(f) => format!("config file {}", f.display()),
+                        None => "defaults".into(),
+                    },
+                };
+                SettingsError(format!(
+                    "invalid value for `{key}` in {origin}: {}",
+                    e.inner()
+                ))
+            })?;
+        settings.apply(overrides);
+        settings.validate(&sources)?;
+        Ok((settings, warnings))
+    }
+
+    fn apply(&mut self, o: &Overrides) {
+        if let Some(v) = &o.data_dir {
+            self.data_dir = v.clone();
+        }
+        if let Some(v) = &o.database_url {
+            self.database_url = v.clone();
+        }
+        if let Some(v) = o.hpfeeds_listen {
+            self.hpfeeds.listen = v;
+        }
+        if let Some(v) = o.hpfeeds_tls_listen {
+            self.hpfeeds.tls_listen = Some(v);
+        }
+        if let Some(v) = &o.hpfeeds_tls_cert {
+            self.hpfeeds.tls_cert = Some(v.clone());
+        }
+        if let Some(v) = &o.hpfeeds_tls_key {
+            self.hpfeeds.tls_key = Some(v.clone());
+        }
+        if let Some(v) = o.http_listen {
+            self.http.listen = v;
+        }
+    }
+
+    fn validate(&self, sources: &Sources) -> Result<(), SettingsError> {
+        let origin = |key: &str| match sources.env_keys.get(key) {
+            Some(var) => format!("environment variable {var}"),
+            None => match &sources.file {
+                Some(f) => format!("config file {}", f.display()),
+                None => "command line".into(),
+            },
+        };
+        let bad = |key: &str, why: &str| {
+            Err(SettingsError(format!(
+                "invalid value for `{key}` in {}: {why}",
+                origin(key)
+            )))
+        };
+        if self.hpfeeds.max_frame_bytes < 5 + 256 + 20 {
+            return bad("hpfeeds.max_frame_bytes", "must be at least 281 bytes");
+        }
+        if self.hpfeeds.max_frame_bytes > u32::MAX as usize {
+            return bad("hpfeeds.max_frame_bytes", "must be below 4 GiB");
+        }
+        if self.hpfeeds.name.is_empty() || self.hpfeeds.name.len() > 255 {
+            return bad("hpfeeds.name", "must be 1 to 255 bytes");
+        }
+        if self.hpfeeds.auth_timeout_secs == 0 {
+            return bad("hpfeeds.auth_timeout_secs", "must be at least 1");
+        }
+        if self.hpfeeds.tls_listen.is_some()
+            && (self.hpfeeds.tls_cert.is_none() || self.hpfeeds.tls_key.is_none())
+        {
+            return bad(
+                "hpfeeds.tls_listen",
+                "needs hpfeeds.tls_cert and hpfeeds.tls_key",
+            );
+        }
+        if self.ingest.batch_size == 0 {
+            return bad("ingest.batch_size", "must be at least 1");
+        }
+        if self.ingest.queue == 0 {
+            return bad("ingest.queue", "must be at least 1");
+        }
+        if !self.database_url.is_empty()
+            && !(self.database_url.starts_with("sqlite:")
+                || self.database_url.starts_with("postgres://")
+                || self.database_url.starts_with("postgresql://"))
+        {
+            return bad("database_url", "must start with sqlite:// or postgres://");
+        }
+        Ok(())
+    }
+
+    /// The effective database URL.
+    pub fn database_url(&self) -> String {
+        if self.database_url.is_empty() {
+            format!("sqlite://{}", self.data_dir.join("apiary.db").display())
+        } else {
+            self.database_url.clone()
+        }
+    }
+}
+
+/// Applies `APIARY_*` variables to the tree; returns warnings for unknown ones.
+fn apply_env(
+    tree: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+    sources: &mut Sources,
+) -> Result<Vec<String>, SettingsError> {
+    let known = toml::Value::try_from(Settings::default())
+        .map_err(|e| SettingsError(format!("internal: {e}")))?;
+    let mut warnings = vec![];
+    for (var, value) in env {
+        let Some(rest) = var.strip_prefix("APIARY_") else {
+            continue;
+        };
+        if NON_SETTING_ENV.contains(&var.as_str()) {
+            continue;
+        }
+        let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+        let is_known = match path.as_slice() {
+            [k] => known.get(k).is_some(),
+            [s, k] => {
+                known.get(s).and_then(|t| t.get(k)).is_some()
+                    || matches!(
+                        (s.as_str(), k.as_str()),
+                        ("hpfeeds", "tls_listen" | "tls_cert" | "tls_key")
+                            | ("geo", "city_db" | "asn_db")
+                    )
+            }
+            _ => false,
+        };
+        if !is_known {
+            warnings.push(format!("ignoring unknown environment variable {var}"));
+            continue;
+        }
+        // Numbers and booleans parse as TOML; anything else is a string.
+        let parsed = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .filter(|v| !v.is_str() || value.starts_with('"'))
+            .unwrap_or_else(|| toml::Value::String(value.clone()));
+        let (last, sections) = match path.split_last() {
+            Some(x) => x,
+            None => continue,
+        };
+        let mut node = &mut *tree;
+        for s in sections {
+            let entry = node
+                .entry(s.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            node = match entry.as_table_mut() {
+                Some(t) => t,
+                None => {
+                    return Err(SettingsError(format!(
+                        "environment variable {var}: `{s}` is not a section"
+                    )))
+                }
+            };
+        }
+        node.insert(last.clone(), parsed);
+        sources.env_keys.insert(path.join("."), var.clone());
+    }
+    Ok(warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn load_text(text: &str, env: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Settings::load(Some(f.path()), env, &Overrides::default()).map(|(s, _)| s)
+    }
+
+    #[test]
+    fn example_parses_and_matches_defaults() {
+        let s = load_text(EXAMPLE, &[]).unwrap();
+        assert_eq!(s, Settings::default());
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_file_name() {
+        let err = load_text("[hpfeeds]\nlisten = \"0.0.0.0:1\"\nbogus = 1\n", &[])
+            .unwrap_err()
+            .0;
+        assert!(err.contains("bogus"), "{err}");
+        assert!(err.contains("config file"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_names_key_and_file() {
+        let err = load_text("[hpfeeds]\nlisten = \"not an address\"\n", &[])
+            .unwrap_err()
+            .0;
+        assert!(err.contains("hpfeeds.listen"), "{err}");
+        assert!(err.contains("config file"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_file_and_errors_name_the_variable() {
+        let s = load_text(
+            "[http]\nlisten = \"127.0.0.1:1\"\n",
+            &[
+                ("APIARY_HTTP__LISTEN", "127.0.0.1:2"),
+                ("APIARY_HPFEEDS__MAX_FRAME_BYTES", "4096"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.http.listen, "127.0.0.1:2".parse().unwrap());
+        assert_eq!(s.hpfeeds.max_frame_bytes, 4096);
+        let err = load_text("", &[("APIARY_HPFEEDS__AUTH_TIMEOUT_SECS", "soon")])
+            .unwrap_err()
+            .0;
+        assert!(err.contains("APIARY_HPFEEDS__AUTH_TIMEOUT_SECS"), "{err}");
+        assert!(err.contains("hpfeeds.auth_timeout_secs"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_key() {
+        let err = load_text("[hpfeeds]\nmax_frame_bytes = 10\n", &[])
+            .unwrap_err()
+            .0;
+        assert!(err.contains("hpfeeds.max_frame_bytes"), "{err}");
+        let err = load_text("database_url = \"mysql://x\"\n", &[])
+            .unwrap_err()
+            .0;
+        assert!(err.contains("database_url"), "{err}");
+    }
+
+    #[test]
+    fn cli_overrides_win() {
+        let o = Overrides {
+            hpfeeds_listen: Some("127.0.0.1:9".parse().unwrap()),
+            data_dir: Some("/tmp/x".into()),
+            ..Default::default()
+        };
+        let (s, _) = Settings::load(
+            None,
+            [(
+                "APIARY_HPFEEDS__LISTEN".to_string(),
+                "127.0.0.1:8".to_string(),
+            )],
+            &o,
+        )
+        .unwrap();
+        assert_eq!(s.hpfeeds.listen, "127.0.0.1:9".parse().unwrap());
+        assert_eq!(s.database_url(), "sqlite:///tmp/x/apiary.db");
+    }
+}
