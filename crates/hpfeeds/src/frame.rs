@@ -113,14 +113,19 @@ pub enum Error {
     },
 }
 
-/// Checks whether `buf` starts with one whole, well-formed frame and returns its total
-/// length. Never allocates; validates length and opcode from the header alone, so an
-/// oversized or nonsensical claim is refused as soon as 5 bytes have arrived.
+/// Checks whether `buf` starts with one whole frame and returns its total length.
+///
+/// Never allocates. Only the header is validated (the body is checked by [`parse`]): the
+/// length claim as soon as 4 bytes have arrived, the opcode at 5. So when this returns
+/// [`Error::Incomplete`] with at least 4 bytes buffered, the claimed length is known to be
+/// within `5..=max_len` and callers may reserve space for it.
 pub fn check(buf: &[u8], max_len: usize) -> Result<usize, Error> {
-    let Some(&[a, b, c, d, op]) = buf.first_chunk::<HEADER_LEN>() else {
+    let Some(&len_bytes) = buf.first_chunk::<4>() else {
         return Err(Error::Incomplete);
     };
-    let len = u32::from_be_bytes([a, b, c, d]) as usize;
+    // Validate the claim before waiting for the opcode byte: callers reserve buffer space
+    // from the first 4 bytes whenever this returns `Incomplete`.
+    let len = u32::from_be_bytes(len_bytes) as usize;
     if len < HEADER_LEN {
         return Err(Error::Invalid("length field below 5"));
     }
@@ -130,6 +135,9 @@ pub fn check(buf: &[u8], max_len: usize) -> Result<usize, Error> {
             max: max_len,
         });
     }
+    let Some(&op) = buf.get(4) else {
+        return Err(Error::Incomplete);
+    };
     if Opcode::from_u8(op).is_none() {
         return Err(Error::Invalid("unknown opcode"));
     }

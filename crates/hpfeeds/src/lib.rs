@@ -8,11 +8,16 @@
 //!
 //! Every byte a broker reads comes from the internet, so nothing here may panic on input.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
-#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
+#![cfg_attr(
+    test,
+    allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod codec;
 pub mod frame;
 
+pub use client::{Client, ClientError, ClientOptions, Message};
 pub use codec::HpfeedsCodec;
 pub use frame::{auth_hash, Frame, Opcode};
