@@ -116,6 +116,9 @@ pub struct RetentionSettings {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct GeoSettings {
+    /// Directory searched for databases by their usual file names (before
+    /// `<data_dir>/geo` and `./data/geo`).
+    pub dir: Option<PathBuf>,
     /// City database (.mmdb); empty = look in `<data_dir>/geo` and `data/geo`.
     pub city_db: Option<PathBuf>,
     /// ASN database (.mmdb).
@@ -364,7 +367,7 @@ fn apply_env(
                     || matches!(
                         (s.as_str(), k.as_str()),
                         ("hpfeeds", "tls_listen" | "tls_cert" | "tls_key")
-                            | ("geo", "city_db" | "asn_db")
+                            | ("geo", "dir" | "city_db" | "asn_db")
                     )
             }
             _ => false,

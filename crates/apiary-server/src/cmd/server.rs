@@ -256,7 +256,13 @@ fn metric_sources(
 
 /// Geo database settings: configured paths, else discovered ones.
 pub fn geo_settings(settings: &Settings) -> apiary_geo::GeoSettings {
-    let found = apiary_geo::GeoSettings::discover(&settings.data_dir);
+    let mut dirs = Vec::new();
+    if let Some(d) = &settings.geo.dir {
+        dirs.push(d.clone());
+    }
+    dirs.push(settings.data_dir.join("geo"));
+    dirs.push(std::path::PathBuf::from("data").join("geo"));
+    let found = apiary_geo::GeoSettings::discover_in(&dirs);
     match (&settings.geo.city_db, &settings.geo.asn_db) {
         (None, None) => found,
         (city, asn) => apiary_geo::GeoSettings {
