@@ -225,8 +225,19 @@ mod tests {
             "drupot.events",
             r#"{"src_ip": "198.51.100.7", "src_port": 1, "dest_port": 8080, "agave_app": "Whatever"}"#,
         );
-        assert_eq!(s.honeypot, "drupot");
-        assert_eq!(s.protocol.as_deref(), Some("http"));
+        assert_eq!(
+            s,
+            Session {
+                timestamp: received(),
+                source_ip: ip("198.51.100.7"),
+                source_port: Some(1),
+                destination_port: Some(8080),
+                protocol: Some("http".into()),
+                honeypot: "drupot".into(),
+                channel: "drupot.events".into(),
+                ..Default::default()
+            }
+        );
         assert_eq!(
             fail("drupot.events", r#"{"dest_port": 80}"#),
             NormalizeError::MissingField("SrcIp")

@@ -16,8 +16,10 @@ use serde_json::json;
 ///   connections, e.g. to the hpfeeds broker, MHN issue #539) yield **no session**.
 /// - `local_host` becomes `destination_ip` (mnemosyne dropped it).
 ///
-/// `protocol` is dionaea's module name (`smbd`, `httpd`, `mssqld`...) when present, which is
-/// more specific than the port; `transport` and `connection_type` go to `extra`.
+/// `protocol` is the service of dionaea's module (`smbd` → `microsoft-ds`, `httpd` → `http`...,
+/// the same names the port table uses, so protocol statistics do not split one service in
+/// two), else the port's service, else the module name as is; `transport` and
+/// `connection_type` go to `extra`.
 pub fn connections(raw: &RawEvent, out: &mut Vec<Normalized>) -> Result<()> {
     let o = f::json_object(raw)?;
     let ctype = f::text(&o, "connection_type", 32)?;
@@ -29,7 +31,17 @@ pub fn connections(raw: &RawEvent, out: &mut Vec<Normalized>) -> Result<()> {
     s.source_port = f::port(&o, "remote_port")?;
     s.destination_ip = f::ip(&o, "local_host")?;
     s.destination_port = f::port(&o, "local_port")?;
-    s.protocol = f::text(&o, "connection_protocol", 64)?.and_then(|p| f::proto_label(&p));
+    let module = f::text(&o, "connection_protocol", 64)?;
+    s.protocol = module
+        .as_deref()
+        .and_then(service_of_module)
+        .map(str::to_string)
+        .or_else(|| {
+            s.destination_port
+                .and_then(f::port_service)
+                .map(str::to_string)
+        })
+        .or_else(|| module.as_deref().and_then(f::proto_label));
     let transport = f::text(&o, "connection_transport", 16)?;
     s.details.extra = f::extra(vec![
         ("connection_type", ctype.map(|c| json!(c))),
@@ -37,6 +49,27 @@ pub fn connections(raw: &RawEvent, out: &mut Vec<Normalized>) -> Result<()> {
     ]);
     f::push_session(out, s);
     Ok(())
+}
+
+/// Service name of a dionaea protocol module.
+fn service_of_module(module: &str) -> Option<&'static str> {
+    Some(match module {
+        "smbd" => "microsoft-ds",
+        "epmapper" => "dcom-scm",
+        "httpd" => "http",
+        "ftpd" => "ftp",
+        "tftpd" => "tftp",
+        "mssqld" => "mssql",
+        "mysqld" => "mysql",
+        "sipd" | "SipSession" => "sip",
+        "mqttd" => "mqtt",
+        "memcache" | "memcached" => "memcached",
+        "upnpd" => "upnp",
+        "pptpd" => "pptp",
+        "mongod" => "mongodb",
+        "printerd" => "ipp",
+        _ => return None,
+    })
 }
 
 /// A completed download: `{saddr, sport, daddr, dport, md5, sha512, url}` (ports are strings)
@@ -111,7 +144,7 @@ mod tests {
                 source_port: Some(51912),
                 destination_ip: ip("203.0.113.5"),
                 destination_port: Some(445),
-                protocol: Some("smbd".into()),
+                protocol: Some("microsoft-ds".into()),
                 honeypot: "dionaea".into(),
                 channel: "dionaea.connections".into(),
                 details: SessionDetails {
@@ -155,6 +188,11 @@ mod tests {
         );
         assert_eq!(s.source_ip, ip("2001:db8::7"));
         assert_eq!(s.protocol.as_deref(), Some("mssql"));
+        let s = one_session(
+            "dionaea.connections",
+            r#"{"connection_type":"accept","remote_host":"198.51.100.1","local_port":4444,"connection_protocol":"blackhole"}"#,
+        );
+        assert_eq!(s.protocol.as_deref(), Some("blackhole"));
     }
 
     #[test]

@@ -25,6 +25,17 @@
 //!   the destination port looked up in [`fields::port_service`].
 //! - Sessions get `channel = raw.channel`; the pipeline sets `sensor` and geolocation.
 
+// Payload data is hostile: no panicking shortcuts outside tests.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
 use apiary_model::{Normalized, RawEvent};
 
 mod agave;
@@ -230,6 +241,45 @@ mod tests {
                 !matches!(r, Err(NormalizeError::UnknownChannel(_))),
                 "{ch} not dispatched"
             );
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_inside_json_strings() {
+        let mut p =
+            br#"{"eventid":"cowrie.login.failed","src_ip":"198.51.100.7","username":"ro"#.to_vec();
+        p.extend_from_slice(b"\xc3\x28ot");
+        p.extend_from_slice(br#"","password":"<script>alert(1)</script>"}"#);
+        let s = one_session("cowrie.events", p);
+        assert_eq!(s.details.credentials[0].username, "ro\u{fffd}(ot");
+        assert_eq!(
+            s.details.credentials[0].password,
+            "<script>alert(1)</script>"
+        );
+    }
+
+    /// Every prefix and a sweep of single-byte corruptions of realistic payloads: errors are
+    /// fine, panics are not.
+    #[test]
+    fn mutated_payloads_never_panic() {
+        let samples: [(&str, &str); 6] = [
+            ("cowrie.sessions", r#"{"peerIP":"198.51.100.7","peerPort":1,"loggedin":["a","b"],"credentials":[["r","p"]],"commands":["ls"],"hashes":["00"]}"#),
+            ("glastopf.events", r#"{"time":"2013-06-09 06:06:20","source":["1.2.3.4",5],"request_raw":"GET /a?b HTTP/1.1\r\nHost: x\r\n\r\nbody","request_url":"/a?b"}"#),
+            ("snort.alert_json", r#"{"timestamp":"11/12-12:20:52.763616","src_ap":"[2001:db8::1]:1","dst_ap":"1.2.3.4:80","rule":"1:2:3","msg":"m"}"#),
+            ("p0f.log", "[2026/11/28 13:53:07] mod=syn|cli=1.2.3.4/5|srv=5.6.7.8/80|subj=cli|os=Linux"),
+            ("thug.events", "<Analysis a=\"1\"><URI>http://x/&amp;</URI><Code_Snippet language=\"js\"><Code_Segment><![CDATA[x]]></Code_Segment></Code_Snippet></Analysis>"),
+            ("agave.events", r#"{"src_ip":"1.2.3.4","request_json":{"Method":"GET","URL":{"Path":"/"},"Header":{"A":["b"]}}}"#),
+        ];
+        for (ch, payload) in samples {
+            let bytes = payload.as_bytes();
+            for cut in 0..bytes.len() {
+                let _ = normalize(&raw(ch, &bytes[..cut]), &mut Vec::new());
+                for flip in [b'"', b'[', b'{', b'\xff', b'|', b'<', b':'] {
+                    let mut m = bytes.to_vec();
+                    m[cut] = flip;
+                    let _ = normalize(&raw(ch, &m), &mut Vec::new());
+                }
+            }
         }
     }
 

@@ -84,7 +84,10 @@ fn attr<'a>(attrs: &'a str, name: &str) -> Option<&'a str> {
     let mut rest = attrs;
     loop {
         let i = rest.find(name)?;
-        let before_ok = i == 0 || rest[..i].ends_with(char::is_whitespace);
+        let before_ok = i == 0
+            || rest
+                .get(..i)
+                .is_some_and(|b| b.ends_with(char::is_whitespace));
         let after = rest.get(i + name.len()..)?.trim_start();
         if before_ok {
             if let Some(v) = after.strip_prefix('=') {
