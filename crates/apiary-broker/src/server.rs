@@ -110,6 +110,11 @@ impl Broker {
         }
     }
 
+    #[cfg(test)]
+    pub(crate) fn shared_for_test(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
     /// Counters.
     pub fn metrics(&self) -> &Arc<BrokerMetrics> {
         &self.shared.metrics
@@ -228,12 +233,14 @@ async fn serve_stream(
     shutdown: CancellationToken,
     tls: Option<TlsAcceptor>,
 ) {
+    // Each branch is boxed so a plain TCP connection's task does not carry the (much
+    // larger) TLS state inline: 10,000 idle sensors must fit in a few tens of MiB.
     match tls {
-        None => connection::serve(stream, peer, conn, shared, shutdown).await,
+        None => Box::pin(connection::serve(stream, peer, conn, shared, shutdown)).await,
         Some(acceptor) => {
             let timeout = shared.config.auth_timeout;
-            match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                Ok(Ok(s)) => connection::serve(s, peer, conn, shared, shutdown).await,
+            match tokio::time::timeout(timeout, Box::pin(acceptor.accept(stream))).await {
+                Ok(Ok(s)) => Box::pin(connection::serve(s, peer, conn, shared, shutdown)).await,
                 Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => debug!(%peer, "TLS handshake timed out"),
             }

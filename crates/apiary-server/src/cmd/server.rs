@@ -19,7 +19,19 @@ mod retention;
 
 /// Binds `addr`, explaining an address already in use.
 async fn bind(key: &str, addr: SocketAddr) -> Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|e| {
+    // A deep backlog: thousands of sensors reconnect at once after a restart, and the
+    // default of 128 makes the excess retry SYNs for a second or more.
+    let listen = || -> std::io::Result<TcpListener> {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(4096)
+    };
+    listen().map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
             anyhow::anyhow!("{key}: address {addr} is already in use (another apiary or service is listening there)")
         } else {
@@ -67,13 +79,19 @@ pub async fn run(settings: Settings) -> Result<()> {
     let shutdown = CancellationToken::new();
     let tracker = tokio_util::task::TaskTracker::new();
 
+    // Live map: committed sessions are broadcast to /api/live clients.
+    let live = Arc::new(apiary_web::live::LiveHub::new(
+        settings.map.live_buffer,
+        settings.map.server_location(),
+    ));
+
     // Ingest: the broker's lossless in-process subscription → normalize → store.
     let ingest = if settings.ingest.enabled {
         let handle = start_ingest(
             &settings,
             &broker,
             store.clone(),
-            &tracker,
+            &live,
             shutdown.clone(),
         )?;
         Some(handle)
@@ -103,16 +121,23 @@ pub async fn run(settings: Settings) -> Result<()> {
 
     let metrics = metric_sources(&broker, store.clone(), ingest.as_ref());
     super::user::bootstrap_admin(&*store).await?;
-    let app = apiary_web::router(apiary_web::AppState::new(store.clone(), metrics));
+    let app = apiary_web::router(
+        apiary_web::AppState::new(store.clone(), metrics).with_live(live.clone()),
+    );
     {
         let token = shutdown.clone();
+        let live = live.clone();
         info!(addr = %http_listener.local_addr()?, "HTTP listening");
         tracker.spawn(async move {
             let r = axum::serve(
                 http_listener,
                 app.into_make_service_with_connect_info::<SocketAddr>(),
             )
-            .with_graceful_shutdown(async move { token.cancelled().await })
+            .with_graceful_shutdown(async move {
+                token.cancelled().await;
+                // End the never-ending /api/live streams so connections can close.
+                live.close();
+            })
             .await;
             if let Err(e) = r {
                 error!(error = %e, "HTTP server failed");
@@ -206,7 +231,7 @@ fn start_ingest(
     settings: &Settings,
     broker: &Broker,
     store: Arc<dyn Store>,
-    _tracker: &tokio_util::task::TaskTracker,
+    live: &apiary_web::live::LiveHub,
     _shutdown: CancellationToken,
 ) -> Result<Pipeline> {
     let geo = match apiary_geo::GeoDb::open(&geo_settings(settings)) {
@@ -222,7 +247,11 @@ fn start_ingest(
         info!(geo = %geo.status(), "geolocation enabled");
     }
     let source = broker.subscribe_internal(ChannelFilter::All, settings.ingest.queue);
-    Ok(Pipeline::spawn(
+    let publisher = apiary_ingest::live::LivePublisher::new(
+        live.sender(),
+        settings.map.server_location(),
+    );
+    Ok(Pipeline::spawn_live(
         source,
         store,
         Arc::new(geo),
@@ -230,6 +259,7 @@ fn start_ingest(
             batch_size: settings.ingest.batch_size,
             batch_delay: Duration::from_millis(settings.ingest.batch_delay_ms),
         },
+        Some(publisher),
     ))
 }
 
