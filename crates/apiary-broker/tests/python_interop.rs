@@ -343,3 +343,67 @@ async fn rust_client_against_python_broker() {
         .await;
     publ.expect_closed().await;
 }
+
+/// The `hpfeeds` crate's client (what the sensor and benchmark use) against the Python
+/// reference broker: auth, subscribe, publish, receive, and the broker's refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hpfeeds_crate_client_against_python_broker() {
+    use hpfeeds::{Client, ClientError, ClientOptions};
+    let pyb = PyBroker::start("pybroker", &py_users()).await;
+    let opts = |ident: &str, secret: &str| {
+        ClientOptions::new(pyb.addr.ip().to_string(), pyb.addr.port(), ident, secret)
+    };
+    let mut sub = Client::connect(opts("sub1", "subsecret"))
+        .await
+        .expect("sub connects");
+    assert_eq!(&sub.info().name[..], b"pybroker");
+    sub.subscribe("test").await.expect("subscribe");
+    let mut publ = Client::connect(opts("pub1", "pubsecret"))
+        .await
+        .expect("pub connects");
+
+    // No subscription barrier in hpfeeds: probe until one arrives.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        publ.publish("test", "probe").await.expect("publish");
+        publ.flush().await.expect("flush");
+        if let Ok(Ok(m)) =
+            tokio::time::timeout(std::time::Duration::from_millis(200), sub.recv()).await
+        {
+            assert_eq!(m.ident_str(), Some("pub1"));
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "subscription never became live"
+        );
+    }
+    publ.publish_batch("test", (0..50u32).map(|i| format!("msg {i}")))
+        .await
+        .expect("batch");
+    publ.flush().await.expect("flush");
+    let mut next = 0u32;
+    while next < 50 {
+        let m = tokio::time::timeout(WAIT, sub.recv())
+            .await
+            .expect("in time")
+            .expect("message");
+        if &m.payload[..] == b"probe" {
+            continue;
+        }
+        assert_eq!(
+            (m.ident_str(), m.channel_str()),
+            (Some("pub1"), Some("test"))
+        );
+        assert_eq!(m.payload, format!("msg {next}"));
+        next += 1;
+    }
+
+    let mut bad = Client::connect(opts("pub1", "wrong"))
+        .await
+        .expect("tcp connect");
+    match bad.check_auth(std::time::Duration::from_secs(5)).await {
+        Err(ClientError::Broker(text)) => assert_eq!(text, "Authentication failed for pub1"),
+        other => panic!("expected the broker's refusal, got {other:?}"),
+    }
+}
