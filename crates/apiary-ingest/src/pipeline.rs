@@ -241,7 +241,7 @@ async fn sink_stage(
     store: Arc<dyn Store>,
     metrics: Arc<IngestMetrics>,
 ) {
-    while let Some(batch) = rx.recv().await {
+    while let Some(mut batch) = rx.recv().await {
         let n = batch.len() as u64;
         let (mut sessions, mut side) = (0u64, 0u64);
         for item in &batch {
@@ -258,7 +258,10 @@ async fn sink_stage(
         // ingest down (backpressure reaches the publishers), not lose the batch.
         let mut delay = Duration::from_millis(100);
         loop {
-            match store.insert_batch(batch.clone()).await {
+            // The store hands the batch back either way: no copy kept for the retry.
+            let (back, result) = store.insert_batch_owned(std::mem::take(&mut batch)).await;
+            batch = back;
+            match result {
                 Ok(_) => break,
                 Err(e) => {
                     metrics.commit_failures.fetch_add(1, Relaxed);

@@ -128,6 +128,19 @@ pub trait Store: Send + Sync {
     /// the roll-ups, and sensor last-seen times.
     async fn insert_batch(&self, batch: Vec<IngestItem>) -> Result<BatchResult>;
 
+    /// [`Store::insert_batch`] that hands the batch back, committed or not, so a caller
+    /// can retry a failed commit or use the items afterwards without keeping a copy.
+    /// (The batch comes back empty only if the backend's task panicked.) The default
+    /// implementation clones; backends override it.
+    async fn insert_batch_owned(
+        &self,
+        batch: Vec<IngestItem>,
+    ) -> (Vec<IngestItem>, Result<BatchResult>) {
+        let copy = batch.clone();
+        let r = self.insert_batch(batch).await;
+        (copy, r)
+    }
+
     /// Replaces what earlier normalization made of stored raw messages: their sessions
     /// (and roll-up counts) are deleted and the new outcome is stored, in one transaction.
     /// Side records are upserted again without counting a new sighting. Ids that no longer

@@ -5,7 +5,7 @@
 //! statements. Roll-up increments are summed in memory first and written once per
 //! (dimension, hour, value) at the end of the transaction.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use apiary_model::{Dork, FileRecord, Normalized, P0fMetadata, Session, UrlRecord};
 use chrono::{DateTime, Utc};
@@ -75,10 +75,6 @@ const UPSERT_METADATA: &str =
          first_seen = min(first_seen, excluded.first_seen),
          updated_at = max(updated_at, excluded.updated_at)";
 
-const UPSERT_ROLLUP: &str =
-    "INSERT INTO rollup_hourly (dim, hour, value, count) VALUES (?1, ?2, ?3, ?4)
-     ON CONFLICT (dim, hour, value) DO UPDATE SET count = count + excluded.count";
-
 const TOUCH_SENSOR: &str = "UPDATE sensors SET last_seen = ?2
      WHERE ident = ?1 AND (last_seen IS NULL OR last_seen < ?2)";
 
@@ -143,16 +139,152 @@ impl Rollups {
     }
 
     fn flush(self, c: &Connection) -> Result<()> {
-        let mut st = c.prepare_cached(UPSERT_ROLLUP)?;
+        // Multi-row upserts: one statement execution per ROLLUP_CHUNK rows instead of one
+        // per row.
+        let mut full = c.prepare_cached(&upsert_rollups_sql(ROLLUP_CHUNK))?;
+        let mut args: Vec<rusqlite::types::Value> = Vec::with_capacity(ROLLUP_CHUNK * 4);
+        let mut rows = 0;
         for ((dim, hour), values) in self.0 {
             for (value, n) in values {
-                if n != 0 {
-                    st.execute(params![dim, hour, value, n])?;
+                if n == 0 {
+                    continue;
+                }
+                args.extend([dim.into(), hour.into(), value.into(), n.into()]);
+                rows += 1;
+                if rows == ROLLUP_CHUNK {
+                    full.execute(rusqlite::params_from_iter(args.drain(..)))?;
+                    rows = 0;
                 }
             }
         }
+        if rows > 0 {
+            c.prepare_cached(&upsert_rollups_sql(rows))?
+                .execute(rusqlite::params_from_iter(args.drain(..)))?;
+        }
         Ok(())
     }
+}
+
+/// Roll-up rows per upsert statement.
+const ROLLUP_CHUNK: usize = 128;
+
+/// Roll-up upsert of `rows` rows.
+fn upsert_rollups_sql(rows: usize) -> String {
+    let mut sql = String::from("INSERT INTO rollup_hourly (dim, hour, value, count) VALUES ");
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str("(?,?,?,?)");
+    }
+    sql.push_str(" ON CONFLICT (dim, hour, value) DO UPDATE SET count = count + excluded.count");
+    sql
+}
+
+/// What a session needs besides its model value, computed before the write lock is taken:
+/// JSON, address text and keys.
+pub(super) struct SessionPrep {
+    source_ip: Option<String>,
+    source_key: Option<[u8; 16]>,
+    destination_ip: Option<String>,
+    destination_geo: Option<String>,
+    details: String,
+}
+
+/// Everything of a batch that does not need the database: per-session preparations in
+/// record order, and the summed roll-up increments.
+pub(super) struct Prepared {
+    sessions: VecDeque<SessionPrep>,
+    rollups: Rollups,
+}
+
+fn prep_session(s: &Session) -> Result<SessionPrep> {
+    Ok(SessionPrep {
+        source_ip: s.source_ip.map(|ip| ip.to_string()),
+        source_key: s.source_ip.map(ip_key),
+        destination_ip: s.destination_ip.map(|ip| ip.to_string()),
+        destination_geo: s
+            .destination_geo
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(json_err)?,
+        details: serde_json::to_string(&s.details).map_err(json_err)?,
+    })
+}
+
+/// The channel and sensor a session is stored with (the raw message's when unset).
+fn origin_of<'a>(s: &'a Session, channel: &'a str, ident: &'a str) -> (&'a str, &'a str) {
+    let c = if s.channel.is_empty() {
+        channel
+    } else {
+        &s.channel
+    };
+    let i = if s.sensor.is_empty() {
+        ident
+    } else {
+        &s.sensor
+    };
+    (c, i)
+}
+
+/// Prepares the sessions among `records` and counts them (+1) in `rollups`.
+fn prep_records(
+    channel: &str,
+    ident: &str,
+    records: &[Normalized],
+    out: &mut Vec<SessionPrep>,
+    rollups: &mut Rollups,
+) -> Result<()> {
+    for r in records {
+        let Normalized::Session(s) = r else { continue };
+        let p = prep_session(s)?;
+        let (channel, sensor) = origin_of(s, channel, ident);
+        let hour = hour_of(us(s.timestamp));
+        for cr in &s.details.credentials {
+            rollups.credential(hour, &cr.username, &cr.password, 1);
+        }
+        rollups.session(
+            &Dims {
+                hour,
+                honeypot: &s.honeypot,
+                sensor,
+                channel,
+                destination_port: s.destination_port,
+                source_ip: p.source_ip.as_deref(),
+                country: s
+                    .source_geo
+                    .as_ref()
+                    .and_then(|g| g.country_code.as_deref()),
+                protocol: s.protocol.as_deref(),
+                signature: s.details.ids.as_ref().map(|a| a.signature.as_str()),
+            },
+            1,
+        );
+        out.push(p);
+    }
+    Ok(())
+}
+
+/// The CPU part of [`insert_batch`]: run it before taking the writer lock.
+pub(super) fn prepare(batch: &[IngestItem]) -> Result<Prepared> {
+    let mut sessions = Vec::with_capacity(batch.len());
+    let mut rollups = Rollups::default();
+    for item in batch {
+        if let Ok(records) = &item.outcome {
+            prep_records(
+                &item.raw.channel,
+                &item.raw.ident,
+                records,
+                &mut sessions,
+                &mut rollups,
+            )?;
+        }
+    }
+    Ok(Prepared {
+        sessions: sessions.into(),
+        rollups,
+    })
 }
 
 /// Cached statements of one write transaction.
@@ -165,6 +297,8 @@ struct Writer<'c> {
     url_file: CachedStatement<'c>,
     dork: CachedStatement<'c>,
     metadata: CachedStatement<'c>,
+    /// Preparations of the sessions still to insert, in record order.
+    preps: VecDeque<SessionPrep>,
     rollups: Rollups,
     sessions: i64,
     credentials: i64,
@@ -183,7 +317,7 @@ struct Origin<'a> {
 }
 
 impl<'c> Writer<'c> {
-    fn new(c: &'c Connection) -> Result<Self> {
+    fn new(c: &'c Connection, prepared: Prepared) -> Result<Self> {
         Ok(Self {
             raw: c.prepare_cached(INSERT_RAW)?,
             session: c.prepare_cached(INSERT_SESSION)?,
@@ -193,7 +327,8 @@ impl<'c> Writer<'c> {
             url_file: c.prepare_cached(INSERT_URL_FILE)?,
             dork: c.prepare_cached(UPSERT_DORK)?,
             metadata: c.prepare_cached(UPSERT_METADATA)?,
-            rollups: Rollups::default(),
+            preps: prepared.sessions,
+            rollups: prepared.rollups,
             sessions: 0,
             credentials: 0,
             side: 0,
@@ -213,77 +348,44 @@ impl<'c> Writer<'c> {
         Ok(())
     }
 
+    /// Inserts a session prepared (and counted in the roll-ups) by [`prep_records`].
     fn session(&mut self, o: &Origin<'_>, s: &Session) -> Result<()> {
-        // The pipeline sets these; fall back to the raw message so no session is orphaned.
-        let channel = if s.channel.is_empty() {
-            o.channel
-        } else {
-            &s.channel
-        };
-        let sensor = if s.sensor.is_empty() {
-            o.ident
-        } else {
-            &s.sensor
-        };
+        let p = self.preps.pop_front().ok_or_else(|| {
+            crate::StoreError::Other("internal: session inserted without preparation".into())
+        })?;
+        let (channel, sensor) = origin_of(s, o.channel, o.ident);
         let ts = us(s.timestamp);
-        let source_ip = s.source_ip.map(|ip| ip.to_string());
-        let source_key = s.source_ip.map(ip_key);
         let geo = s.source_geo.as_ref();
-        let country_code = geo.and_then(|g| g.country_code.as_deref());
-        let destination_geo = s
-            .destination_geo
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(json_err)?;
-        let signature = s.details.ids.as_ref().map(|a| a.signature.as_str());
-        let details = serde_json::to_string(&s.details).map_err(json_err)?;
         let id = self.session.insert(params![
             ts,
-            source_ip,
-            source_key.as_ref().map(|k| &k[..]),
+            p.source_ip,
+            p.source_key.as_ref().map(|k| &k[..]),
             s.source_port,
-            s.destination_ip.map(|ip| ip.to_string()),
+            p.destination_ip,
             s.destination_port,
             s.protocol,
             s.honeypot,
             channel,
             sensor,
             s.internal,
-            country_code,
+            geo.and_then(|g| g.country_code.as_deref()),
             geo.and_then(|g| g.country.as_deref()),
             geo.and_then(|g| g.city.as_deref()),
             geo.and_then(|g| g.latitude),
             geo.and_then(|g| g.longitude),
             geo.and_then(|g| g.asn),
             geo.and_then(|g| g.as_org.as_deref()),
-            destination_geo,
-            signature,
+            p.destination_geo,
+            s.details.ids.as_ref().map(|a| a.signature.as_str()),
             o.raw_id,
-            details,
+            p.details,
         ])?;
         self.sessions += 1;
-        let hour = hour_of(ts);
         for (seq, cr) in s.details.credentials.iter().enumerate() {
             self.credential
                 .execute(params![id, seq as i64, ts, cr.username, cr.password])?;
-            self.rollups.credential(hour, &cr.username, &cr.password, 1);
             self.credentials += 1;
         }
-        self.rollups.session(
-            &Dims {
-                hour,
-                honeypot: &s.honeypot,
-                sensor,
-                channel,
-                destination_port: s.destination_port,
-                source_ip: source_ip.as_deref(),
-                country: country_code,
-                protocol: s.protocol.as_deref(),
-                signature,
-            },
-            1,
-        );
         Ok(())
     }
 
@@ -370,15 +472,20 @@ impl<'c> Writer<'c> {
     }
 }
 
-pub(super) fn insert_batch(c: &mut Connection, batch: Vec<IngestItem>) -> Result<BatchResult> {
+/// Writes a batch [`prepare`]d beforehand, in one transaction.
+pub(super) fn insert_batch(
+    c: &mut Connection,
+    batch: &[IngestItem],
+    prepared: Prepared,
+) -> Result<BatchResult> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut out = BatchResult {
         raw_ids: Vec::with_capacity(batch.len()),
         ..BatchResult::default()
     };
     let mut last_seen: HashMap<&str, i64> = HashMap::new();
-    let mut w = Writer::new(&tx)?;
-    for item in &batch {
+    let mut w = Writer::new(&tx, prepared)?;
+    for item in batch {
         let raw = &item.raw;
         let received_at = us(raw.received_at);
         let (status, error) = match &item.outcome {
@@ -443,7 +550,13 @@ pub(super) fn renormalize_batch(
 ) -> Result<BatchResult> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut out = BatchResult::default();
-    let mut w = Writer::new(&tx)?;
+    let mut w = Writer::new(
+        &tx,
+        Prepared {
+            sessions: VecDeque::new(),
+            rollups: Rollups::default(),
+        },
+    )?;
     let mut removed_sessions = 0i64;
     let mut removed_credentials = 0i64;
     {
@@ -532,6 +645,9 @@ pub(super) fn renormalize_batch(
                         received_at,
                         side_increment: i64::from(!already_counted),
                     };
+                    let mut preps = Vec::new();
+                    prep_records(&channel, &ident, records, &mut preps, &mut w.rollups)?;
+                    w.preps.extend(preps);
                     w.records(&origin, records)?;
                     set_status.execute(params![
                         raw_id,
