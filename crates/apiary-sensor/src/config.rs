@@ -1,0 +1,336 @@
+//! TOML configuration (`/etc/apiary-sensor/sensor.toml`). Unknown keys are errors.
+//!
+//! ```toml
+//! [broker]
+//! host = "apiary.example.net"
+//! port = 10000
+//! ident = "6f1c…"          # the uuid returned by POST /api/sensor/
+//! secret = "…"
+//! tls_ca = "/etc/apiary-sensor/ca.pem"   # optional: TLS to the broker
+//!
+//! [sensor]
+//! spool_dir = "/var/lib/apiary-sensor"
+//! spool_max_bytes = 268435456
+//! heartbeat_secs = 60
+//! max_connections = 2000
+//! conn_timeout_secs = 60
+//! conn_max_bytes = 65536
+//! user = "nobody"          # drop to this user after binding when started as root
+//!
+//! [[service]]
+//! kind = "ssh"
+//! port = 22
+//! banner = "SSH-2.0-OpenSSH_8.9p1 Ubuntu-3ubuntu0.6"
+//!
+//! [[forwarder]]
+//! kind = "suricata"
+//! path = "/var/log/suricata/eve.json"
+//! event_types = ["alert", "anomaly"]
+//! ```
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Broker connection.
+    pub broker: Broker,
+    /// Sensor-wide settings.
+    #[serde(default)]
+    pub sensor: Sensor,
+    /// Honeypot services.
+    #[serde(default, rename = "service")]
+    pub services: Vec<Service>,
+    /// Log forwarders.
+    #[serde(default, rename = "forwarder")]
+    pub forwarders: Vec<Forwarder>,
+}
+
+/// Broker connection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Broker {
+    /// Host name or address.
+    pub host: String,
+    /// Port (default 10000).
+    #[serde(default = "default_broker_port")]
+    pub port: u16,
+    /// hpfeeds ident.
+    pub ident: String,
+    /// hpfeeds secret.
+    pub secret: String,
+    /// CA PEM file; set means TLS.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
+    /// Upper bound of the reconnect backoff.
+    #[serde(default = "default_backoff_max")]
+    pub backoff_max_secs: u64,
+}
+
+/// Sensor-wide settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sensor {
+    /// Spool and state directory.
+    pub spool_dir: PathBuf,
+    /// Spool bound in bytes (oldest segments dropped beyond it, counted).
+    pub spool_max_bytes: u64,
+    /// Spool segment size.
+    pub spool_segment_bytes: u64,
+    /// Heartbeat period.
+    pub heartbeat_secs: u64,
+    /// Global cap on concurrent attacker connections.
+    pub max_connections: usize,
+    /// Per-connection time limit.
+    pub conn_timeout_secs: u64,
+    /// Per-connection limit of bytes read from the attacker.
+    pub conn_max_bytes: u64,
+    /// Address services bind to.
+    pub bind: IpAddr,
+    /// User to drop to when started as root.
+    pub user: String,
+    /// Group (defaults to the user's primary group).
+    pub group: Option<String>,
+    /// Forwarder poll period in milliseconds.
+    pub poll_ms: u64,
+}
+
+impl Default for Sensor {
+    fn default() -> Self {
+        Sensor {
+            spool_dir: PathBuf::from("/var/lib/apiary-sensor"),
+            spool_max_bytes: 256 * 1024 * 1024,
+            spool_segment_bytes: 4 * 1024 * 1024,
+            heartbeat_secs: 60,
+            max_connections: 2000,
+            conn_timeout_secs: 60,
+            conn_max_bytes: 64 * 1024,
+            bind: IpAddr::from([0, 0, 0, 0]),
+            user: "nobody".into(),
+            group: None,
+            poll_ms: 500,
+        }
+    }
+}
+
+/// Service kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// SSH (russh server; password/publickey capture, never grants a shell).
+    Ssh,
+    /// Telnet login prompt.
+    Telnet,
+    /// HTTP request capture.
+    Http,
+    /// FTP USER/PASS.
+    Ftp,
+    /// Redis RESP/inline commands.
+    Redis,
+    /// MySQL handshake + login packet.
+    Mysql,
+    /// MSSQL TDS pre-login/login7.
+    Mssql,
+    /// SMB negotiate / NTLMSSP user.
+    Smb,
+    /// RDP X.224 connection request cookie.
+    Rdp,
+    /// VNC RFB handshake.
+    Vnc,
+    /// SIP over TCP (request line, From/To, User-Agent).
+    Sip,
+    /// Modbus/TCP function codes.
+    Modbus,
+    /// S7comm (TPKT/COTP) connect.
+    S7,
+    /// Elasticsearch-looking HTTP.
+    Elasticsearch,
+    /// Records whatever arrives.
+    Tcp,
+}
+
+impl Kind {
+    /// Label used in events.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Ssh => "ssh",
+            Kind::Telnet => "telnet",
+            Kind::Http => "http",
+            Kind::Ftp => "ftp",
+            Kind::Redis => "redis",
+            Kind::Mysql => "mysql",
+            Kind::Mssql => "mssql",
+            Kind::Smb => "smb",
+            Kind::Rdp => "rdp",
+            Kind::Vnc => "vnc",
+            Kind::Sip => "sip",
+            Kind::Modbus => "modbus",
+            Kind::S7 => "s7comm",
+            Kind::Elasticsearch => "elasticsearch",
+            Kind::Tcp => "tcp",
+        }
+    }
+    /// Default port.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Kind::Ssh => 22,
+            Kind::Telnet => 23,
+            Kind::Http => 80,
+            Kind::Ftp => 21,
+            Kind::Redis => 6379,
+            Kind::Mysql => 3306,
+            Kind::Mssql => 1433,
+            Kind::Smb => 445,
+            Kind::Rdp => 3389,
+            Kind::Vnc => 5900,
+            Kind::Sip => 5060,
+            Kind::Modbus => 502,
+            Kind::S7 => 102,
+            Kind::Elasticsearch => 9200,
+            Kind::Tcp => 0,
+        }
+    }
+}
+
+/// One honeypot service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// Protocol.
+    pub kind: Kind,
+    /// Port (default: the protocol's usual port). Required for `tcp`.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Extra ports for `tcp` (catch-all).
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    /// Banner / server string / persona.
+    #[serde(default)]
+    pub banner: Option<String>,
+    /// Disabled services are skipped.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+/// Forwarder kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardKind {
+    /// Suricata eve.json → `suricata.eve`.
+    Suricata,
+    /// Snort 3 alert_json → `snort.alert_json`.
+    Snort,
+    /// Cowrie JSON log → `cowrie.events`.
+    Cowrie,
+    /// p0f `-o` log → `p0f.log`.
+    P0f,
+    /// Dionaea JSON log (log_json ihandler) → `dionaea.json`.
+    Dionaea,
+}
+
+impl ForwardKind {
+    /// Default channel.
+    pub fn channel(self) -> &'static str {
+        match self {
+            ForwardKind::Suricata => "suricata.eve",
+            ForwardKind::Snort => "snort.alert_json",
+            ForwardKind::Cowrie => "cowrie.events",
+            ForwardKind::P0f => "p0f.log",
+            ForwardKind::Dionaea => "dionaea.json",
+        }
+    }
+    /// Label.
+    pub fn name(self) -> &'static str {
+        match self {
+            ForwardKind::Suricata => "suricata",
+            ForwardKind::Snort => "snort",
+            ForwardKind::Cowrie => "cowrie",
+            ForwardKind::P0f => "p0f",
+            ForwardKind::Dionaea => "dionaea",
+        }
+    }
+}
+
+/// One tailed log file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Forwarder {
+    /// Format.
+    pub kind: ForwardKind,
+    /// File to tail.
+    pub path: PathBuf,
+    /// Channel override.
+    #[serde(default)]
+    pub channel: Option<String>,
+    /// Suricata `event_type`s forwarded (default `["alert"]`).
+    #[serde(default)]
+    pub event_types: Option<Vec<String>>,
+    /// Where a rotated file goes (default `<path>.1`), drained on restart after rotation.
+    #[serde(default)]
+    pub rotated_path: Option<PathBuf>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_broker_port() -> u16 {
+    10000
+}
+fn default_backoff_max() -> u64 {
+    60
+}
+
+impl Config {
+    /// Parses TOML text and validates it.
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        let c: Config = toml::from_str(text)?;
+        for s in &c.services {
+            if s.kind == Kind::Tcp && s.port.is_none() && s.ports.is_empty() {
+                anyhow::bail!("service kind \"tcp\" needs `port` or `ports`");
+            }
+        }
+        if c.sensor.max_connections == 0 {
+            anyhow::bail!("sensor.max_connections must be > 0");
+        }
+        if c.sensor.spool_segment_bytes == 0
+            || c.sensor.spool_max_bytes < c.sensor.spool_segment_bytes
+        {
+            anyhow::bail!("sensor.spool_max_bytes must be >= spool_segment_bytes > 0");
+        }
+        Ok(c)
+    }
+    /// Reads and parses a file.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        Config::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_minimal_and_rejects_unknown() {
+        let c = Config::parse(
+            "[broker]\nhost='h'\nident='i'\nsecret='s'\n[[service]]\nkind='ssh'\nport=2222\n",
+        )
+        .unwrap();
+        assert_eq!(c.broker.port, 10000);
+        assert_eq!(c.services[0].port, Some(2222));
+        assert!(Config::parse("[broker]\nhost='h'\nident='i'\nsecret='s'\nbogus=1\n").is_err());
+        assert!(Config::parse(
+            "[broker]\nhost='h'\nident='i'\nsecret='s'\n[[service]]\nkind='tcp'\n"
+        )
+        .is_err());
+        assert!(Config::parse(
+            "[broker]\nhost='h'\nident='i'\nsecret='s'\n[[service]]\nkind='gopher'\n"
+        )
+        .is_err());
+    }
+}

@@ -1,0 +1,190 @@
+//! Listeners: one task per port, a global connection cap (a semaphore shared by all
+//! services), a per-connection time limit and byte limit, one `apiary.events` message
+//! per connection.
+
+pub mod conn;
+pub mod proto;
+pub mod ssh;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::config::Kind;
+use crate::event::{ip_text, ts, Capture, Event, EVENTS_CHANNEL};
+use crate::Shared;
+use conn::{is_byte_limit, Conn, Counted};
+
+/// Limits applied to every connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Wall-clock limit.
+    pub timeout: Duration,
+    /// Bytes read from the attacker.
+    pub max_bytes: u64,
+}
+
+/// One bound service ready to serve.
+pub struct Bound {
+    /// Protocol.
+    pub kind: Kind,
+    /// Listener (bound before privileges are dropped).
+    pub listener: TcpListener,
+    /// Banner.
+    pub banner: Option<String>,
+}
+
+/// What every connection task needs.
+#[derive(Clone)]
+pub struct Ctx {
+    /// Shared state.
+    pub shared: Arc<Shared>,
+    /// Limits.
+    pub limits: Limits,
+    /// Global cap.
+    pub sem: Arc<Semaphore>,
+    /// SSH server config (only when an SSH service is configured).
+    pub ssh: Option<Arc<russh::server::Config>>,
+}
+
+/// Accept loop for one listener. Runs until the task is aborted.
+pub async fn serve(b: Bound, ctx: Ctx) {
+    let banner: Option<Arc<str>> = b.banner.map(Arc::from);
+    loop {
+        let (stream, peer) = match b.listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = ctx.sem.clone().try_acquire_owned() else {
+            ctx.shared.rejected.fetch_add(1, Ordering::Relaxed);
+            drop(stream);
+            continue;
+        };
+        let ctx = ctx.clone();
+        let banner = banner.clone();
+        let kind = b.kind;
+        tokio::spawn(async move {
+            ctx.shared.total.fetch_add(1, Ordering::Relaxed);
+            ctx.shared.active.fetch_add(1, Ordering::Relaxed);
+            handle(kind, stream, peer, banner.as_deref(), &ctx).await;
+            ctx.shared.active.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+}
+
+/// Handles one connection and emits its event.
+pub async fn handle(
+    kind: Kind,
+    stream: TcpStream,
+    peer: SocketAddr,
+    banner: Option<&str>,
+    ctx: &Ctx,
+) {
+    let start = Utc::now();
+    let t0 = Instant::now();
+    let local = stream.local_addr().unwrap_or(peer);
+    let _ = stream.set_nodelay(true);
+    let (cap, bytes_in, bytes_out, closed) = if kind == Kind::Ssh {
+        match &ctx.ssh {
+            Some(cfg) => run_ssh(stream, cfg.clone(), ctx.limits).await,
+            None => (Capture::default(), 0, 0, "error"),
+        }
+    } else {
+        let mut cap = Capture::default();
+        let mut c = Conn::new(stream, ctx.limits.max_bytes);
+        let r = tokio::time::timeout(
+            ctx.limits.timeout,
+            proto::run(kind, &mut c, &mut cap, banner),
+        )
+        .await;
+        let closed = match r {
+            Err(_) => "timeout",
+            Ok(Ok(())) => "peer",
+            Ok(Err(e)) if is_byte_limit(&e) => "byte_limit",
+            Ok(Err(_)) => "error",
+        };
+        if kind == Kind::Tcp || closed == "byte_limit" {
+            cap.payload(&c.head);
+        }
+        (cap, c.bytes_in, c.bytes_out, closed)
+    };
+    let ev = Event {
+        v: 1,
+        id: ctx.shared.next_id(),
+        time: ts(start),
+        end_time: ts(Utc::now()),
+        service: kind.name().to_owned(),
+        protocol: kind.name().to_owned(),
+        transport: "tcp",
+        src_ip: ip_text(&peer),
+        src_port: peer.port(),
+        dst_ip: ip_text(&local),
+        dst_port: local.port(),
+        bytes_in,
+        bytes_out,
+        duration_ms: t0.elapsed().as_millis() as u64,
+        closed,
+        capture: cap,
+    };
+    match serde_json::to_string(&ev) {
+        Ok(s) => {
+            let _ = ctx.shared.emit(EVENTS_CHANNEL, &s, None);
+        }
+        Err(e) => tracing::error!(error = %e, "event serialization failed"),
+    }
+}
+
+async fn run_ssh(
+    stream: TcpStream,
+    cfg: Arc<russh::server::Config>,
+    limits: Limits,
+) -> (Capture, u64, u64, &'static str) {
+    let counted = Counted::new(stream, limits.max_bytes);
+    let (read, written, head) = (
+        counted.read.clone(),
+        counted.written.clone(),
+        counted.head.clone(),
+    );
+    let cap = Arc::new(Mutex::new(Capture::default()));
+    let handler = ssh::Recorder { cap: cap.clone() };
+    let r = tokio::time::timeout(limits.timeout, async move {
+        let session = russh::server::run_stream(cfg, counted, handler).await?;
+        session.await
+    })
+    .await;
+    let bytes_in = read.load(Ordering::Relaxed);
+    let closed = match r {
+        Err(_) => "timeout",
+        Ok(Ok(())) => "peer",
+        Ok(Err(_)) if bytes_in >= limits.max_bytes => "byte_limit",
+        Ok(Err(_)) => "peer",
+    };
+    let mut out = cap.lock().map(|c| c.clone()).unwrap_or_default();
+    if let Ok(h) = head.0.lock() {
+        out.client_version = client_version(&h);
+        if out.client_version.is_none() {
+            out.payload(&h);
+        }
+    }
+    (out, bytes_in, written.load(Ordering::Relaxed), closed)
+}
+
+/// The `SSH-` identification line from the first bytes a client sent (RFC 4253 allows
+/// other lines before it).
+pub fn client_version(head: &[u8]) -> Option<String> {
+    head.split(|&b| b == b'\n')
+        .take(8)
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .find(|l| l.starts_with(b"SSH-"))
+        .map(|l| apiary_model::bounded::lossy(l, apiary_model::bounded::SHORT))
+}
