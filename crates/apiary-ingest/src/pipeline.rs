@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{error, warn};
 
+use crate::live::LivePublisher;
 use crate::normalize;
 
 /// Batches queued between normalizing and committing.
@@ -124,6 +125,17 @@ impl Pipeline {
         geo: Arc<GeoDb>,
         config: PipelineConfig,
     ) -> Self {
+        Self::spawn_live(source, store, geo, config, None)
+    }
+
+    /// [`Pipeline::spawn`], also publishing each committed batch's sessions on `live`.
+    pub fn spawn_live(
+        source: mpsc::Receiver<Published>,
+        store: Arc<dyn Store>,
+        geo: Arc<GeoDb>,
+        config: PipelineConfig,
+        live: Option<LivePublisher>,
+    ) -> Self {
         let metrics = Arc::new(IngestMetrics::default());
         let (tx, rx) = mpsc::channel::<Vec<IngestItem>>(STAGED_BATCHES);
         let normalize = {
@@ -133,7 +145,7 @@ impl Pipeline {
                 normalize_stage(handle, source, tx, geo, config, &metrics)
             })
         };
-        let sink = tokio::spawn(sink_stage(rx, store, metrics.clone()));
+        let sink = tokio::spawn(sink_stage(rx, store, metrics.clone(), live));
         Self {
             metrics,
             normalize,
@@ -240,6 +252,7 @@ async fn sink_stage(
     mut rx: mpsc::Receiver<Vec<IngestItem>>,
     store: Arc<dyn Store>,
     metrics: Arc<IngestMetrics>,
+    mut live: Option<LivePublisher>,
 ) {
     while let Some(mut batch) = rx.recv().await {
         let n = batch.len() as u64;
@@ -257,12 +270,12 @@ async fn sink_stage(
         // Retry forever with backoff: a full disk or a restarting database must slow
         // ingest down (backpressure reaches the publishers), not lose the batch.
         let mut delay = Duration::from_millis(100);
-        loop {
+        let committed = loop {
             // The store hands the batch back either way: no copy kept for the retry.
             let (back, result) = store.insert_batch_owned(std::mem::take(&mut batch)).await;
             batch = back;
             match result {
-                Ok(_) => break,
+                Ok(r) => break r,
                 Err(e) => {
                     metrics.commit_failures.fetch_add(1, Relaxed);
                     warn!(error = %e, messages = n, "batch commit failed; retrying");
@@ -270,6 +283,10 @@ async fn sink_stage(
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
             }
+        };
+        // Only committed sessions go live: they have ids and survive a crash.
+        if let Some(live) = &mut live {
+            live.publish(&batch, &committed, &*store).await;
         }
         metrics.raw_committed.fetch_add(n, Relaxed);
         metrics.sessions.fetch_add(sessions, Relaxed);

@@ -11,6 +11,7 @@ pub mod account;
 pub mod bounded;
 pub mod event;
 pub mod ident;
+pub mod live;
 pub mod raw;
 
 pub use account::{ApiKey, Role, User, WebSession};

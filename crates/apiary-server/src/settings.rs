@@ -44,6 +44,42 @@ pub struct Settings {
     pub retention: RetentionSettings,
     /// Geolocation databases.
     pub geo: GeoSettings,
+    /// Live attack map.
+    pub map: MapSettings,
+}
+
+/// `[map]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MapSettings {
+    /// The server's own latitude: where sensors without a configured location are drawn
+    /// (before falling back to the geolocation of their destination address).
+    pub server_latitude: Option<f64>,
+    /// The server's own longitude.
+    pub server_longitude: Option<f64>,
+    /// Live events buffered per `/api/live` client (at least `ingest.batch_size`); a client
+    /// further behind loses the oldest for itself only (counted).
+    pub live_buffer: usize,
+}
+
+impl Default for MapSettings {
+    fn default() -> Self {
+        Self {
+            server_latitude: None,
+            server_longitude: None,
+            live_buffer: 4096,
+        }
+    }
+}
+
+impl MapSettings {
+    /// The server's position, when both coordinates are set.
+    pub fn server_location(&self) -> Option<apiary_model::live::LatLon> {
+        match (self.server_latitude, self.server_longitude) {
+            (Some(lat), Some(lon)) => Some(apiary_model::live::LatLon { lat, lon }),
+            _ => None,
+        }
+    }
 }
 
 /// `[hpfeeds]`
@@ -135,6 +171,7 @@ impl Default for Settings {
             ingest: IngestSettings::default(),
             retention: RetentionSettings::default(),
             geo: GeoSettings::default(),
+            map: MapSettings::default(),
         }
     }
 }
@@ -323,6 +360,26 @@ impl Settings {
         if self.ingest.queue == 0 {
             return bad("ingest.queue", "must be at least 1");
         }
+        let m = &self.map;
+        if m.server_latitude.is_some() != m.server_longitude.is_some() {
+            return bad(
+                "map.server_latitude",
+                "set both map.server_latitude and map.server_longitude, or neither",
+            );
+        }
+        if m.server_latitude
+            .is_some_and(|v| !(-90.0..=90.0).contains(&v))
+        {
+            return bad("map.server_latitude", "must be -90 to 90");
+        }
+        if m.server_longitude
+            .is_some_and(|v| !(-180.0..=180.0).contains(&v))
+        {
+            return bad("map.server_longitude", "must be -180 to 180");
+        }
+        if m.live_buffer == 0 || m.live_buffer > 1 << 20 {
+            return bad("map.live_buffer", "must be 1 to 1048576");
+        }
         if !self.database_url.is_empty()
             && !(self.database_url.starts_with("sqlite:")
                 || self.database_url.starts_with("postgres://")
@@ -368,6 +425,7 @@ fn apply_env(
                         (s.as_str(), k.as_str()),
                         ("hpfeeds", "tls_listen" | "tls_cert" | "tls_key")
                             | ("geo", "dir" | "city_db" | "asn_db")
+                            | ("map", "server_latitude" | "server_longitude")
                     )
             }
             _ => false,
@@ -423,6 +481,25 @@ mod tests {
     fn example_parses_and_matches_defaults() {
         let s = load_text(EXAMPLE, &[]).unwrap();
         assert_eq!(s, Settings::default());
+        // The commented-out [map] server location in the example is valid when enabled.
+        let located = EXAMPLE
+            .replace("# server_latitude", "server_latitude")
+            .replace("# server_longitude", "server_longitude");
+        let s = load_text(&located, &[]).unwrap();
+        assert!(s.map.server_location().is_some());
+        let env = [
+            ("APIARY_MAP__SERVER_LATITUDE", "1.5"),
+            ("APIARY_MAP__SERVER_LONGITUDE", "2"),
+        ];
+        let s = load_text("", &env).unwrap();
+        assert_eq!(
+            s.map.server_location().map(|l| (l.lat, l.lon)),
+            Some((1.5, 2.0))
+        );
+        let err = load_text("[map]\nserver_latitude = 1.0\n", &[])
+            .unwrap_err()
+            .0;
+        assert!(err.contains("map.server_latitude"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //!   the [`auth::Caller`] extractor.
 //! - [`error`]: [`error::AppError`] and its one status mapping; JSON/form extractors.
 //! - [`query`]: query strings → store filters and pages (MHN's filter names).
+//! - [`live`]: `/api/live` (SSE), `/api/live/history` and the map's static assets.
 //! - [`ops`]: sensor registration, free-text session search, shared by API and pages.
 //! - [`export`]: CSV (formula-guarded) export of sessions.
 //! - [`api`]: `/api/` and `/auth/` JSON handlers.
@@ -16,6 +17,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod export;
+pub mod live;
 pub mod ops;
 pub mod pages;
 pub mod query;

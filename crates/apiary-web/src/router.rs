@@ -7,7 +7,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use crate::state::AppState;
-use crate::{api, pages};
+use crate::{api, live, pages};
 
 /// Builds the application router.
 pub fn router(state: AppState) -> Router {
@@ -50,6 +50,9 @@ pub fn router(state: AppState) -> Router {
             "/api/sensor/{uuid}/rotate_secret/",
             post(api::sensors::rotate),
         )
+        .route("/api/live", get(live::stream))
+        .route("/api/live/history", get(live::history))
+        .route("/static/map/{name}", get(live::static_map))
         .route("/api/{*rest}", get(api_not_found).post(api_not_found))
         // ---- pages ----
         .route("/", get(|| async { Redirect::to("/ui/dashboard/") }))
@@ -59,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/ui/logout/", post(pages::login::logout))
         .route("/ui/dashboard/", get(pages::dashboard::show))
+        .route("/ui/map/", get(pages::map::show))
         .route("/ui/attacks/", get(pages::attacks::report))
         .route("/ui/attacks/export.csv", get(pages::attacks::export_csv))
         .route("/ui/attacks/export.json", get(pages::attacks::export_json))
@@ -96,8 +100,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Headers on every response: no sniffing, no framing, no referrer (an `api_key` in a URL
-/// must not leak), no caching of authenticated pages, and a CSP that allows no script and
-/// nothing from elsewhere.
+/// must not leak), no caching of authenticated pages, and a CSP that allows no inline script
+/// and nothing from elsewhere (same-origin scripts only: the live map and its ticker).
 async fn security_headers(mut resp: Response) -> Response {
     let h = resp.headers_mut();
     let set = |h: &mut axum::http::HeaderMap, k: header::HeaderName, v: &'static str| {
@@ -109,7 +113,7 @@ async fn security_headers(mut resp: Response) -> Response {
     set(
         h,
         header::CONTENT_SECURITY_POLICY,
-        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     );
     if !h.contains_key(header::CACHE_CONTROL) {
         set(h, header::CACHE_CONTROL, "no-store");
@@ -140,6 +144,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     for source in state.metrics.iter() {
         source.render(&mut out);
     }
+    state.live.render(&mut out);
     (
         [(
             header::CONTENT_TYPE,

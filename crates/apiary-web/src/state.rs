@@ -5,6 +5,7 @@ use std::sync::Arc;
 use apiary_store::Store;
 
 use crate::auth::{AuthConfig, LoginLimiter};
+use crate::live::LiveHub;
 
 /// Something that can append Prometheus text (broker, ingest, store counters).
 pub trait MetricsSource: Send + Sync {
@@ -29,6 +30,8 @@ pub struct AppState {
     pub auth: Arc<AuthConfig>,
     /// Failed sign-in counters per address and per account.
     pub limiter: Arc<LoginLimiter>,
+    /// The live event channel (`/api/live`).
+    pub live: Arc<LiveHub>,
 }
 
 impl AppState {
@@ -49,6 +52,13 @@ impl AppState {
             metrics: Arc::new(metrics),
             auth: Arc::new(auth),
             limiter: Arc::new(limiter),
+            live: Arc::new(LiveHub::default()),
         }
+    }
+
+    /// Uses `live` as the live event channel (the server shares it with ingest).
+    pub fn with_live(mut self, live: Arc<LiveHub>) -> Self {
+        self.live = live;
+        self
     }
 }

@@ -79,21 +79,16 @@ pub async fn run(settings: Settings) -> Result<()> {
     let shutdown = CancellationToken::new();
     let tracker = tokio_util::task::TaskTracker::new();
 
-    // Live map: committed sessions are broadcast to /api/live clients.
+    // Live map: committed sessions are broadcast to /api/live clients. The buffer holds at
+    // least one whole batch, so a client that keeps up never loses part of a batch.
     let live = Arc::new(apiary_web::live::LiveHub::new(
-        settings.map.live_buffer,
+        settings.map.live_buffer.max(settings.ingest.batch_size),
         settings.map.server_location(),
     ));
 
     // Ingest: the broker's lossless in-process subscription → normalize → store.
     let ingest = if settings.ingest.enabled {
-        let handle = start_ingest(
-            &settings,
-            &broker,
-            store.clone(),
-            &live,
-            shutdown.clone(),
-        )?;
+        let handle = start_ingest(&settings, &broker, store.clone(), &live, shutdown.clone())?;
         Some(handle)
     } else {
         warn!("ingest disabled: messages are relayed but not stored");
@@ -247,10 +242,8 @@ fn start_ingest(
         info!(geo = %geo.status(), "geolocation enabled");
     }
     let source = broker.subscribe_internal(ChannelFilter::All, settings.ingest.queue);
-    let publisher = apiary_ingest::live::LivePublisher::new(
-        live.sender(),
-        settings.map.server_location(),
-    );
+    let publisher =
+        apiary_ingest::live::LivePublisher::new(live.sender(), settings.map.server_location());
     Ok(Pipeline::spawn_live(
         source,
         store,

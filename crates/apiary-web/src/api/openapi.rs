@@ -18,6 +18,8 @@ pub const ENDPOINTS: &[(&str, &str, &str, &[&str])] = &[
     ("get", "/api/dork/", "Web paths probed", &["limit", "cursor"]),
     ("get", "/api/metadata/", "p0f fingerprints", &["ip", "limit", "cursor"]),
     ("get", "/api/stats/", "Session count and per-hour counts", &["hours_ago"]),
+    ("get", "/api/live", "Server-Sent Events: committed sessions as live map events (event `attack`, JSON; `lagged` = events this client lost)", &["honeypot", "sensor", "country"]),
+    ("get", "/api/live/history", "Sessions of a window as live map events, oldest first (default last 15 minutes)", &["minutes", "since", "until", "limit", "honeypot", "sensor", "country"]),
     ("get", "/api/sensor/", "Sensors (bare array; secrets for admins only)", &["uuid", "name", "hostname", "ip", "honeypot", "identifier"]),
     ("post", "/api/sensor/", "Register a sensor: {name, hostname, honeypot[, ip]} -> uuid, hpfeeds identifier and secret (admin)", &[]),
     ("get", "/api/sensor/{uuid}/", "One sensor", &[]),

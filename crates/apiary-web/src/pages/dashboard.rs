@@ -74,6 +74,12 @@ pub async fn show(State(st): State<AppState>, PageCaller(c): PageCaller, _p: Par
         .map(|h| (h.hour.format("%m-%d %H:00").to_string(), h.count))
         .collect();
     let body = html! {
+        div.card #live-ticker {
+            "Live: " strong #live-count { "0" } " events since this page opened, "
+            strong #live-rate { "0.0" } " per second. " a href="/ui/map/" { "Open the live map" }
+            ul #live-lines {}
+        }
+        script src=(format!("/static/map/live.js?v={}", crate::live::ASSET_VERSION)) {}
         div.card {
             p { "Attacks in the last 24 hours: " a.big href="/ui/attacks/?hours_ago=24" { (thousands(total)) } }
             (bar_chart(&points, 720, 120))

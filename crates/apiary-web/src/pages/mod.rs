@@ -1,11 +1,13 @@
-//! Server-rendered HTML pages (maud: every interpolated value is escaped). No scripts, no
-//! external resources; inline CSS only, so the pages work on isolated networks and under a
-//! strict Content-Security-Policy.
+//! Server-rendered HTML pages (maud: every interpolated value is escaped). No external
+//! resources and no inline scripts; inline CSS only, so the pages work on isolated networks
+//! and under a strict Content-Security-Policy. The only scripts are the live map and the
+//! dashboard ticker, served from `/static/map/` (same origin).
 
 pub mod attacker;
 pub mod attacks;
 pub mod dashboard;
 pub mod login;
+pub mod map;
 pub mod payloads;
 pub mod sensors;
 pub mod settings;
@@ -99,6 +101,7 @@ pub fn layout(title: &str, c: &Caller, body: Markup) -> Markup {
             nav {
                 strong { a href="/ui/dashboard/" { "Apiary" } }
                 a href="/ui/dashboard/" { "Dashboard" }
+                a href="/ui/map/" { "Map" }
                 a href="/ui/attacks/" { "Attacks" }
                 a href="/ui/payloads/" { "Payloads" }
                 a href="/ui/sensors/" { "Sensors" }
