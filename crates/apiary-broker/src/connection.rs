@@ -9,7 +9,6 @@ use bytes::{Bytes, BytesMut};
 use hpfeeds::frame::{self, Frame};
 use rand::RngCore;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
@@ -19,10 +18,10 @@ use crate::server::Shared;
 use crate::session::{Action, Refusal, Session};
 
 /// Initial read buffer: small, because 10,000 idle sensors must fit in a few MiB.
-const INITIAL_READ_BUF: usize = 512;
+const INITIAL_READ_BUF: usize = 256;
 /// Largest read an authenticated publisher gets per syscall. The read size adapts: it
 /// doubles while reads fill the buffer (a busy publisher) and halves when they do not,
-/// so busy connections read 64 KiB at a time and idle ones keep ~512 bytes.
+/// so busy connections read 64 KiB at a time and idle ones keep ~256 bytes.
 const MAX_READ_CHUNK: usize = 64 * 1024;
 /// Writer batch: how many queued frames are written per syscall at most.
 const WRITE_BATCH: usize = 4096;
@@ -43,13 +42,8 @@ pub(crate) async fn serve<S>(
 {
     let (mut reader, writer) = tokio::io::split(stream);
     let kick = shutdown.child_token();
-    let (tx, rx) = mpsc::unbounded_channel();
-    let queue = Arc::new(SubQueue::new(
-        tx,
-        shared.config.queue_limits(),
-        kick.clone(),
-    ));
-    let writer_task = tokio::spawn(write_loop(writer, rx, queue.clone()));
+    let queue = Arc::new(SubQueue::new(shared.config.queue_limits(), kick.clone()));
+    let writer_task = tokio::spawn(write_loop(writer, queue.clone()));
 
     let mut nonce = [0u8; 4];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
@@ -195,6 +189,10 @@ pub(crate) async fn serve<S>(
         if buf.is_empty() && buf.capacity() > 2 * chunk.max(MAX_READ_CHUNK) {
             buf = BytesMut::with_capacity(chunk);
         }
+        // A quiet connection (smallest read size) keeps no action buffer between reads.
+        if chunk == INITIAL_READ_BUF {
+            actions = Vec::new();
+        }
     }
 
     shared.router.remove_connection(conn, &subscribed);
@@ -214,6 +212,7 @@ pub(crate) async fn serve<S>(
     {
         writer_task.abort();
     }
+    queue.writer_stopped();
 }
 
 fn send_error(queue: &SubQueue, text: &str) {
@@ -222,19 +221,13 @@ fn send_error(queue: &SubQueue, text: &str) {
     }
 }
 
-async fn write_loop<W: AsyncWrite>(
-    writer: W,
-    mut rx: mpsc::UnboundedReceiver<Outgoing>,
-    queue: Arc<SubQueue>,
-) {
+async fn write_loop<W: AsyncWrite>(writer: W, queue: Arc<SubQueue>) {
     tokio::pin!(writer);
-    let mut batch = Vec::with_capacity(16);
+    let mut batch = Vec::new();
     let mut out = BytesMut::new();
     'outer: loop {
         batch.clear();
-        if rx.recv_many(&mut batch, WRITE_BATCH).await == 0 {
-            break;
-        }
+        queue.next_batch(&mut batch, WRITE_BATCH).await;
         out.clear();
         let (mut frames, mut bytes, mut close) = (0, 0, false);
         for item in batch.drain(..) {
@@ -258,7 +251,11 @@ async fn write_loop<W: AsyncWrite>(
         if out.capacity() > 256 * 1024 {
             out = BytesMut::new();
         }
+        if batch.capacity() > 1024 {
+            batch = Vec::new();
+        }
     }
+    queue.writer_stopped();
     let _ = writer.flush().await;
     let _ = writer.shutdown().await;
 }
@@ -284,16 +281,10 @@ mod size_tests {
             "serve future: {}",
             std::mem::size_of_val(&fut)
         );
-        let (_tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let (w, _r) = tokio::io::duplex(64);
-        let (tx2, _rx2) = tokio::sync::mpsc::unbounded_channel();
         let limits = shared.config.queue_limits();
-        let q = std::sync::Arc::new(crate::router::SubQueue::new(
-            tx2,
-            limits,
-            Default::default(),
-        ));
-        let wfut = super::write_loop(w, rx, q);
+        let q = std::sync::Arc::new(crate::router::SubQueue::new(limits, Default::default()));
+        let wfut = super::write_loop(w, q);
         assert!(
             std::mem::size_of_val(&wfut) < 512,
             "writer future: {}",

@@ -8,15 +8,15 @@
 //! TCP subscribers get a queue bounded in frames and bytes ([`SubQueue`]); in-process
 //! consumers get a bounded `mpsc` whose fullness makes the publisher wait (lossless).
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{BrokerMetrics, ChannelStats};
@@ -56,8 +56,15 @@ pub struct QueueLimits {
 }
 
 /// The outgoing queue of one connection.
+///
+/// A mutex-protected `VecDeque` plus a `Notify` rather than an mpsc channel: an empty
+/// `VecDeque` allocates nothing, while a channel allocates its first block up front, and
+/// 10,000 idle sensor connections each own one of these.
 pub struct SubQueue {
-    tx: mpsc::UnboundedSender<Outgoing>,
+    items: Mutex<VecDeque<Outgoing>>,
+    ready: Notify,
+    /// Set when the writer has stopped; later frames are discarded.
+    closed: AtomicBool,
     frames: AtomicUsize,
     bytes: AtomicUsize,
     /// Milliseconds since `epoch` when the queue first refused a frame; 0 = not full.
@@ -65,7 +72,7 @@ pub struct SubQueue {
     epoch: Instant,
     limits: QueueLimits,
     kick: CancellationToken,
-    slow: std::sync::atomic::AtomicBool,
+    slow: AtomicBool,
 }
 
 /// Result of offering a frame to a subscriber.
@@ -81,13 +88,11 @@ pub enum Offer {
 
 impl SubQueue {
     /// A queue feeding `tx`; `kick` closes the owning connection.
-    pub fn new(
-        tx: mpsc::UnboundedSender<Outgoing>,
-        limits: QueueLimits,
-        kick: CancellationToken,
-    ) -> Self {
+    pub fn new(limits: QueueLimits, kick: CancellationToken) -> Self {
         Self {
-            tx,
+            items: Mutex::new(VecDeque::new()),
+            ready: Notify::new(),
+            closed: AtomicBool::new(false),
             frames: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
             full_since_ms: AtomicU64::new(0),
@@ -102,12 +107,46 @@ impl SubQueue {
     pub fn control(&self, frame: Bytes) {
         self.frames.fetch_add(1, Relaxed);
         self.bytes.fetch_add(frame.len(), Relaxed);
-        let _ = self.tx.send(Outgoing::Frame(frame));
+        self.push(Outgoing::Frame(frame));
+    }
+
+    fn push(&self, item: Outgoing) {
+        if self.closed.load(Relaxed) {
+            return;
+        }
+        self.items.lock().push_back(item);
+        self.ready.notify_one();
+    }
+
+    /// Waits for queued items and moves up to `max` of them into `out` (writer side).
+    pub async fn next_batch(&self, out: &mut Vec<Outgoing>, max: usize) {
+        loop {
+            {
+                let mut items = self.items.lock();
+                if !items.is_empty() {
+                    let n = items.len().min(max);
+                    out.extend(items.drain(..n));
+                    // Give memory back once a burst has drained.
+                    if items.is_empty() && items.capacity() > 1024 {
+                        *items = VecDeque::new();
+                    }
+                    return;
+                }
+            }
+            // A notify_one that raced ahead of us left a permit, so this cannot miss it.
+            self.ready.notified().await;
+        }
+    }
+
+    /// Called by the writer when it stops: nothing more will be written.
+    pub fn writer_stopped(&self) {
+        self.closed.store(true, Relaxed);
+        self.items.lock().clear();
     }
 
     /// Asks the writer to flush and close.
     pub fn close(&self) {
-        let _ = self.tx.send(Outgoing::Close);
+        self.push(Outgoing::Close);
     }
 
     /// Offers a data frame within the limits.
@@ -136,7 +175,7 @@ impl SubQueue {
         }
         self.frames.fetch_add(1, Relaxed);
         self.bytes.fetch_add(len, Relaxed);
-        let _ = self.tx.send(Outgoing::Frame(frame.clone()));
+        self.push(Outgoing::Frame(frame.clone()));
         Offer::Queued
     }
 
