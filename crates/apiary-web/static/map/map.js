@@ -92,7 +92,8 @@
       var polys = g.type === "Polygon" ? [g.arcs] : g.type === "MultiPolygon" ? g.arcs : [];
       var rings = [];
       polys.forEach(function (poly) { poly.forEach(function (r) { rings.push(ring(r, arcsAbs)); }); });
-      if (!rings.length) { return; }
+      // Antarctica lies below the map's southern edge.
+      if (!rings.length || g.id === "010") { return; }
       var b = [180, 90, -180, -90];
       rings.forEach(function (r) {
         r.forEach(function (p) {
@@ -148,10 +149,11 @@
     countries.forEach(function (c) {
       b.beginPath();
       c.rings.forEach(function (r) {
-        // Skip the horizontal seam segments that cross the antimeridian.
+        // A jump across the antimeridian starts a new sub-path instead of a line across
+        // the whole map.
         r.forEach(function (p, i) {
           var x = px(p[0]), y = py(p[1]);
-          if (i === 0) { b.moveTo(x, y); } else { b.lineTo(x, y); }
+          if (i === 0 || Math.abs(p[0] - r[i - 1][0]) > 180) { b.moveTo(x, y); } else { b.lineTo(x, y); }
         });
         b.closePath();
       });
@@ -263,11 +265,12 @@
     if (atBottom) { logBox.scrollTop = logBox.scrollHeight; }
   }
   function eventLine(ev) {
-    var to = ev.sensor_location ? place(ev.destination) : "no location";
-    var s = timeText(ev.time) + " " + (ev.channel || ev.honeypot) + " " + (ev.summary || "") +
+    var where = { sensor: "configured location", server: "server location", none: "no location" };
+    var d = ev.destination;
+    var to = d && (d.city || d.country || d.country_code) ? place(d) : (where[ev.location_source] || "location unknown");
+    return timeText(ev.time) + " " + (ev.channel || ev.honeypot) + " " + (ev.summary || "") +
       " from " + (ev.source_ip || "?") + " (" + place(ev.source) + ")" +
-      " to " + ev.sensor + " (" + (ev.destination ? to : (ev.location_source === "none" ? "no location" : "sensor location")) + ")";
-    return s;
+      " to " + ev.sensor + " (" + to + ")";
   }
   function flushLog() {
     var n = 0;
