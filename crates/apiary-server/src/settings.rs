@@ -380,10 +380,10 @@ impl Settings {
         if m.live_buffer == 0 || m.live_buffer > 1 << 20 {
             return bad("map.live_buffer", "must be 1 to 1048576");
         }
-        if !self.database_url.is_empty()
-            && !(self.database_url.starts_with("sqlite:")
-                || self.database_url.starts_with("postgres://")
-                || self.database_url.starts_with("postgresql://"))
+        let known_scheme = ["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|p| self.database_url.starts_with(p));
+        if !self.database_url.is_empty() && !known_scheme
         {
             return bad("database_url", "must start with sqlite:// or postgres://");
         }

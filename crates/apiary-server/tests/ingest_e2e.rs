@@ -67,7 +67,15 @@ async fn published_events_are_normalized_geolocated_and_survive_restart() {
     let mut server = TestServer::start(&[]);
     let (ok, out, err) = admin(
         server.data_dir(),
-        &["ident", "add", "sensor-a", "--secret", "s3cret", "--publish", CHANNELS],
+        &[
+            "ident",
+            "add",
+            "sensor-a",
+            "--secret",
+            "s3cret",
+            "--publish",
+            CHANNELS,
+        ],
     );
     assert!(ok, "{out}{err}");
     // The running server picks the ident up within its reload interval.
@@ -91,12 +99,21 @@ async fn published_events_are_normalized_geolocated_and_survive_restart() {
 
     // Our Rust client: cowrie sessions from the US (v4 and v6), a dionaea accept, a
     // dionaea listen (not an attack), an RFC 1918 source, hostile and malformed payloads.
-    client.publish("cowrie.sessions", cowrie("8.8.8.8", "root")).await.unwrap();
     client
-        .publish("cowrie.sessions", cowrie("2001:4860:4860::8888", "<script>alert(1)</script>"))
+        .publish("cowrie.sessions", cowrie("8.8.8.8", "root"))
         .await
         .unwrap();
-    client.publish("cowrie.sessions", cowrie("192.168.1.50", "admin")).await.unwrap();
+    client
+        .publish(
+            "cowrie.sessions",
+            cowrie("2001:4860:4860::8888", "<script>alert(1)</script>"),
+        )
+        .await
+        .unwrap();
+    client
+        .publish("cowrie.sessions", cowrie("192.168.1.50", "admin"))
+        .await
+        .unwrap();
     let dionaea = serde_json::json!({"connection_type": "accept", "connection_transport": "tcp",
         "connection_protocol": "smbd", "remote_host": "::ffff:81.2.69.160", "remote_port": 51912,
         "remote_hostname": "", "local_host": "::ffff:203.0.113.5", "local_port": 445});
@@ -107,51 +124,100 @@ async fn published_events_are_normalized_geolocated_and_survive_restart() {
     let listen = serde_json::json!({"connection_type": "listen", "connection_transport": "tcp",
         "connection_protocol": "smbd", "remote_host": "", "remote_port": 0,
         "local_host": "0.0.0.0", "local_port": 445});
-    client.publish("dionaea.connections", listen.to_string().into_bytes()).await.unwrap();
-    client.publish("cowrie.sessions", b"{not json \xff".to_vec()).await.unwrap();
+    client
+        .publish("dionaea.connections", listen.to_string().into_bytes())
+        .await
+        .unwrap();
+    client
+        .publish("cowrie.sessions", b"{not json \xff".to_vec())
+        .await
+        .unwrap();
     client.flush().await.unwrap();
 
     // The Python hpfeeds 3.1.0 client publishes too.
     let python = std::env::var("APIARY_TEST_PYTHON")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| repo_root().join(".venv/bin/python"));
-    assert!(python.exists(), "no Python venv at {}: run `bash .ci/run` first", python.display());
+    assert!(
+        python.exists(),
+        "no Python venv at {}: run `bash .ci/run` first",
+        python.display()
+    );
     let out = std::process::Command::new(&python)
         .arg(repo_root().join("tests/python/hpfeeds_peer.py"))
         .args(["sync-pub", "--port", &server.hpfeeds.port().to_string()])
-        .args(["--ident", "sensor-a", "--secret", "s3cret", "--channel", "cowrie.sessions"])
+        .args([
+            "--ident",
+            "sensor-a",
+            "--secret",
+            "s3cret",
+            "--channel",
+            "cowrie.sessions",
+        ])
         .arg("--payload")
         .arg(String::from_utf8(cowrie("81.2.69.142", "pyuser")).unwrap())
         .args(["--wait-error", "1"])
         .output()
         .expect("run python client");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let store = open_store(server.data_dir()).await;
-    assert_eq!(wait_raw(&*store, 7).await, 7, "every published message is stored raw");
+    assert_eq!(
+        wait_raw(&*store, 7).await,
+        7,
+        "every published message is stored raw"
+    );
 
     let (sessions, _) = store.sessions(all(), Page::default()).await.unwrap();
     let by_ip = |ip: &str| {
         let ip: IpAddr = ip.parse().unwrap();
         sessions.iter().find(|s| s.source_ip == Some(ip)).cloned()
     };
-    assert_eq!(sessions.len(), 5, "listen record and malformed payload make no session: {sessions:#?}");
+    assert_eq!(
+        sessions.len(),
+        5,
+        "listen record and malformed payload make no session: {sessions:#?}"
+    );
     let us = by_ip("8.8.8.8").expect("cowrie session");
     assert_eq!(us.honeypot, "cowrie");
     assert_eq!(us.sensor, "sensor-a");
     assert_eq!(us.channel, "cowrie.sessions");
     assert_eq!(us.destination_port, Some(22));
     assert_eq!(us.details.credentials[0].username, "root");
-    assert_eq!(us.source_geo.as_ref().and_then(|g| g.country_code.as_deref()), Some("US"));
+    assert_eq!(
+        us.source_geo
+            .as_ref()
+            .and_then(|g| g.country_code.as_deref()),
+        Some("US")
+    );
     let v6 = by_ip("2001:4860:4860::8888").expect("ipv6 session");
-    assert_eq!(v6.details.credentials[0].username, "<script>alert(1)</script>");
-    assert!(v6.source_geo.as_ref().and_then(|g| g.country_code.clone()).is_some());
+    assert_eq!(
+        v6.details.credentials[0].username,
+        "<script>alert(1)</script>"
+    );
+    assert!(v6
+        .source_geo
+        .as_ref()
+        .and_then(|g| g.country_code.clone())
+        .is_some());
     let internal = by_ip("192.168.1.50").expect("RFC 1918 sources are kept");
     assert!(internal.internal);
     assert!(internal.source_geo.is_none());
     let smb = by_ip("81.2.69.160").expect("dionaea accept, ::ffff: unmapped");
-    assert_eq!((smb.honeypot.as_str(), smb.destination_port), ("dionaea", Some(445)));
-    assert_eq!(smb.source_geo.as_ref().and_then(|g| g.country_code.as_deref()), Some("GB"));
+    assert_eq!(
+        (smb.honeypot.as_str(), smb.destination_port),
+        ("dionaea", Some(445))
+    );
+    assert_eq!(
+        smb.source_geo
+            .as_ref()
+            .and_then(|g| g.country_code.as_deref()),
+        Some("GB")
+    );
     let py = by_ip("81.2.69.142").expect("session published by the Python client");
     assert_eq!(py.details.credentials[0].username, "pyuser");
 
@@ -184,7 +250,9 @@ async fn published_events_are_normalized_geolocated_and_survive_restart() {
     ))
     .await
     .unwrap();
-    c.publish("cowrie.sessions", cowrie("8.8.4.4", "again")).await.unwrap();
+    c.publish("cowrie.sessions", cowrie("8.8.4.4", "again"))
+        .await
+        .unwrap();
     c.flush().await.unwrap();
     assert_eq!(wait_raw(&*store2, 8).await, 8);
 }
