@@ -284,6 +284,7 @@ async fn sink_stage(
                 }
             }
         };
+        record_heartbeats(&batch, &*store).await;
         // Only committed sessions go live: they have ids and survive a crash.
         if let Some(live) = &mut live {
             live.publish(&batch, &committed, &*store).await;
@@ -292,5 +293,31 @@ async fn sink_stage(
         metrics.sessions.fetch_add(sessions, Relaxed);
         metrics.side_records.fetch_add(side, Relaxed);
         metrics.batches.fetch_add(1, Relaxed);
+    }
+}
+
+/// Sensor heartbeats (`apiary.heartbeat`) update the sensor's status; the sensor's hpfeeds
+/// ident is its uuid. A heartbeat from an ident with no sensor record is only kept raw.
+async fn record_heartbeats(batch: &[IngestItem], store: &dyn Store) {
+    for item in batch {
+        if item.raw.channel != "apiary.heartbeat" || item.outcome.is_err() {
+            continue;
+        }
+        let Ok(hb) = normalize::parse_heartbeat(&item.raw) else {
+            continue;
+        };
+        let info = serde_json::json!({
+            "sensor": hb.sensor,
+            "hostname": hb.hostname,
+            "version": hb.version,
+            "services": hb.services,
+            "uptime_s": hb.uptime_s,
+        });
+        if let Err(e) = store
+            .record_heartbeat(&item.raw.ident, item.raw.received_at, info)
+            .await
+        {
+            warn!(error = %e, "cannot record sensor heartbeat");
+        }
     }
 }
