@@ -383,8 +383,7 @@ impl Settings {
         let known_scheme = ["sqlite:", "postgres://", "postgresql://"]
             .iter()
             .any(|p| self.database_url.starts_with(p));
-        if !self.database_url.is_empty() && !known_scheme
-        {
+        if !self.database_url.is_empty() && !known_scheme {
             return bad("database_url", "must start with sqlite:// or postgres://");
         }
         Ok(())
