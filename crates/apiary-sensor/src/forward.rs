@@ -191,7 +191,7 @@ impl Tailer {
             match data.iter().position(|&b| b == b'\n') {
                 Some(i) => {
                     let used = (i + 1) as u64;
-                    if self.skipping {
+                    if self.skipping || self.pending.len() + i > MAX_LINE {
                         self.skipping = false;
                         self.offset += self.pending.len() as u64 + used;
                         self.pending.clear();

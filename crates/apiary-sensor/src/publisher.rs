@@ -3,10 +3,12 @@
 //! One connection at a time. After (re)connecting, delivery restarts from the spool's
 //! acknowledged position. A batch is written, flushed, and then the connection is
 //! watched for `confirm` (default 150 ms) for an `OP_ERROR` or a close; only then is the
-//! batch acknowledged in the spool (position written atomically). hpfeeds has no
-//! per-message acknowledgement, so this is at-least-once: a broker that dies after
-//! reading a batch but before the confirmation window ends makes the sensor send that
-//! batch again after reconnecting. Every event carries a unique `id` so consumers can
+//! batch acknowledged in the spool (position written atomically). A clean close (FIN)
+//! inside that window still acknowledges the batch if a probe written after a pause does
+//! not hit a reset (a peer that closes with unread data, or receives data after closing,
+//! resets the connection). hpfeeds has no per-message acknowledgement, so this remains
+//! at-least-once: a broker that crashes (reset) after reading a batch but before the
+//! window ends makes the sensor send that batch again after reconnecting. Every event carries a unique `id` so consumers can
 //! drop such duplicates. A sensor restart never duplicates acknowledged records and never
 //! loses unacknowledged ones.
 //!
@@ -156,13 +158,35 @@ async fn deliver(
             }
         }
         client.flush().await?;
-        client.check_auth(cfg.confirm).await?;
-        if let Some(last) = batch.last() {
-            let mut s = shared
-                .spool
-                .lock()
-                .map_err(|_| anyhow::anyhow!("spool lock poisoned"))?;
-            s.ack(last.next, n)?;
+        match client.check_auth(cfg.confirm).await {
+            Ok(()) => {}
+            Err(hpfeeds::ClientError::Closed) => {
+                // A clean close (FIN). If the broker closed with our batch unread, or the
+                // batch reached an already closed socket, its kernel answers with a reset;
+                // a probe written after a pause then fails. If the probe goes out, the
+                // broker had consumed the batch before closing.
+                tokio::time::sleep(cfg.confirm).await;
+                let (mut w, _r) = client.split();
+                let probe = w.feed(HEARTBEAT_CHANNEL, heartbeat());
+                if probe.is_err() || w.flush().await.is_err() {
+                    anyhow::bail!("broker closed; last batch unconfirmed, resending");
+                }
+                ack(shared, &batch, n)?;
+                anyhow::bail!("broker closed the connection");
+            }
+            Err(e) => return Err(e.into()),
         }
+        ack(shared, &batch, n)?;
     }
+}
+
+fn ack(shared: &Shared, batch: &[crate::spool::Record], n: u64) -> anyhow::Result<()> {
+    if let Some(last) = batch.last() {
+        let mut s = shared
+            .spool
+            .lock()
+            .map_err(|_| anyhow::anyhow!("spool lock poisoned"))?;
+        s.ack(last.next, n)?;
+    }
+    Ok(())
 }

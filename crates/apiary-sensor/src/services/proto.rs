@@ -767,14 +767,13 @@ async fn modbus<S: AsyncRead + AsyncWrite + Unpin>(
             cap.payload(&c.head);
             break;
         }
-        for (i, (unit, func)) in frames.iter().enumerate() {
+        for (unit, func) in &frames {
             if funcs.len() < MAX_ITEMS {
                 funcs.push(Value::from(*func));
             }
             cap.extra.insert("unit_id".into(), Value::from(*unit));
-            // Exception: illegal function, echoing the transaction id.
-            let _ = i;
         }
+        // Answer each request with exception 01 (illegal function), echoing its id.
         if !frames.is_empty() {
             let mut frame_at = 0;
             for (unit, func) in &frames {
@@ -850,6 +849,243 @@ pub fn parse_sip(head: &[u8], cap: &mut Capture) {
                 "user-agent" => cap.client_version = Some(text(v.trim().as_bytes())),
                 _ => {}
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Kind;
+
+    fn junk(seed: u64, n: usize) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parsers_survive_random_and_truncated_input() {
+        for seed in 1..300u64 {
+            let b = junk(seed, (seed as usize * 7) % 700);
+            let mut cap = Capture::default();
+            let _ = strip_telnet(&b);
+            let _ = parse_http_head(&b);
+            let _ = parse_resp(&b);
+            let _ = parse_mysql_login(&b);
+            parse_rdp(&b, &mut cap);
+            parse_smb(&b, &mut cap);
+            parse_tds(&b, &mut cap);
+            parse_s7(&b, &mut cap);
+            let _ = parse_modbus(&b);
+            parse_sip(&b, &mut cap);
+            for cut in [0, 1, 3, 4, 5, 8, 33] {
+                let b = &b[..b.len().min(cut)];
+                let _ = parse_mysql_login(b);
+                let _ = parse_resp(b);
+                parse_smb(b, &mut cap);
+                parse_tds(b, &mut cap);
+            }
+        }
+    }
+
+    #[test]
+    fn telnet_negotiation_is_stripped() {
+        assert_eq!(
+            strip_telnet(b"\xff\xfb\x01ro\x00ot\xff\xfa\x18\x00xterm\xff\xf0"),
+            b"root"
+        );
+        assert_eq!(strip_telnet(b"a\xff\xffb\xff"), b"a\xffb");
+    }
+
+    #[test]
+    fn http_head() {
+        let (h, cl) = parse_http_head(b"POST /cgi-bin/x?a=<script> HTTP/1.1\r\nHost: h\r\nUser-Agent: zgrab\r\nContent-Length: 5\r\n\r\n").unwrap();
+        assert_eq!(h.method, "POST");
+        assert_eq!(h.path, "/cgi-bin/x?a=<script>");
+        assert_eq!(h.user_agent.as_deref(), Some("zgrab"));
+        assert_eq!(cl, Some(5));
+        assert!(parse_http_head(b"\x16\x03\x01\x02\x00").is_none());
+        let long = format!("GET /{} HTTP/1.1\r\n", "a".repeat(100_000));
+        assert!(parse_http_head(long.as_bytes()).unwrap().0.path.len() <= MEDIUM);
+        let many: String = (0..10_000).map(|i| format!("X-{i}: v\r\n")).collect();
+        let (h, _) = parse_http_head(format!("GET / HTTP/1.0\r\n{many}").as_bytes()).unwrap();
+        assert!(h.headers.len() <= 64);
+    }
+
+    #[test]
+    fn resp_commands_and_limits() {
+        assert_eq!(
+            parse_resp(b"*2\r\n$4\r\nAUTH\r\n$6\r\nhunter\r\nrest"),
+            Resp::Command(vec![b"AUTH".to_vec(), b"hunter".to_vec()], 26)
+        );
+        assert_eq!(
+            parse_resp(b"*2\r\n$4\r\nAUTH\r\n$6\r\nhun"),
+            Resp::Incomplete
+        );
+        assert_eq!(
+            parse_resp(b"PING\r\n"),
+            Resp::Command(vec![b"PING".to_vec()], 6)
+        );
+        assert_eq!(parse_resp(b"*99999999\r\n"), Resp::Invalid);
+        assert_eq!(parse_resp(b"*1\r\n$999999999\r\n"), Resp::Invalid);
+        assert_eq!(parse_resp(b"*1\r\n$-5\r\n"), Resp::Invalid);
+        assert_eq!(parse_resp(b"*1\r\n:1\r\n"), Resp::Invalid);
+        assert_eq!(parse_resp(&vec![b'A'; MAX_LINE + 1]), Resp::Invalid);
+    }
+
+    #[test]
+    fn mysql_login_packet() {
+        let mut p = Vec::new();
+        p.extend_from_slice(&(0x8u32 | 0x200 | 0x8000 | 0x8_0000).to_le_bytes());
+        p.extend_from_slice(&[0, 0, 0, 1, 33]);
+        p.extend_from_slice(&[0; 23]);
+        p.extend_from_slice(b"root\0");
+        p.push(20);
+        p.extend_from_slice(&[0xab; 20]);
+        p.extend_from_slice(b"mysql\0mysql_native_password\0");
+        let l = parse_mysql_login(&p).unwrap();
+        assert_eq!(l.user, "root");
+        assert_eq!(l.auth_hex, "ab".repeat(20));
+        assert_eq!(l.database.as_deref(), Some("mysql"));
+        assert_eq!(l.plugin.as_deref(), Some("mysql_native_password"));
+        // Lying auth length.
+        let mut bad = p.clone();
+        bad[32 + 5] = 250;
+        assert!(parse_mysql_login(&bad).is_none());
+    }
+
+    #[test]
+    fn rdp_cookie_and_modbus() {
+        let mut b = vec![3, 0, 0, 0x2b, 0x26, 0xe0, 0, 0, 0, 0, 0];
+        b.extend_from_slice(b"Cookie: mstshash=administr\r\n");
+        b.extend_from_slice(&[1, 0, 8, 0, 3, 0, 0, 0]);
+        let mut cap = Capture::default();
+        parse_rdp(&b, &mut cap);
+        assert_eq!(cap.credentials[0].username, "administr");
+        assert_eq!(cap.extra["rdp_requested_protocols"], 3);
+        let (f, used) = parse_modbus(&[0, 1, 0, 0, 0, 6, 1, 3, 0, 0, 0, 10, 0, 2]);
+        assert_eq!(f, vec![(1, 3)]);
+        assert_eq!(used, 12);
+        assert_eq!(parse_modbus(&[0, 1, 9, 9, 0, 6, 1, 3]).1, usize::MAX);
+        assert_eq!(parse_modbus(&[0, 1, 0, 0, 255, 255, 1, 3]).1, usize::MAX);
+    }
+
+    async fn talk(kind: Kind, input: &[u8], max: u64) -> (Capture, Vec<u8>, std::io::Result<()>) {
+        let (mut a, b) = tokio::io::duplex(1 << 20);
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        a.write_all(input).await.unwrap();
+        a.shutdown().await.unwrap();
+        let mut cap = Capture::default();
+        let mut c = Conn::new(b, max);
+        let r = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            run(kind, &mut c, &mut cap, None),
+        )
+        .await
+        .expect("handler hung");
+        drop(c);
+        let mut out = Vec::new();
+        a.read_to_end(&mut out).await.unwrap();
+        (cap, out, r)
+    }
+
+    #[tokio::test]
+    async fn handlers_capture_credentials() {
+        let (cap, out, _) = talk(
+            Kind::Ftp,
+            b"USER admin\r\nPASS s3cret\r\nSITE EXEC x\r\nQUIT\r\n",
+            1 << 16,
+        )
+        .await;
+        assert_eq!(
+            cap.credentials,
+            vec![crate::event::Cred {
+                username: "admin".into(),
+                password: "s3cret".into()
+            }]
+        );
+        assert_eq!(cap.commands, vec!["SITE EXEC x"]);
+        assert!(out.starts_with(b"220 "));
+        let (cap, _, _) = talk(
+            Kind::Telnet,
+            b"\xff\xfd\x01root\r\n123456\r\nadmin\r\nadmin\r\n",
+            1 << 16,
+        )
+        .await;
+        assert_eq!(cap.credentials.len(), 2);
+        assert_eq!(cap.credentials[0].username, "root");
+        assert_eq!(cap.credentials[0].password, "123456");
+        let (cap, out, _) = talk(
+            Kind::Redis,
+            b"*2\r\n$4\r\nAUTH\r\n$3\r\npw1\r\nCONFIG GET *\r\n",
+            1 << 16,
+        )
+        .await;
+        assert_eq!(cap.credentials[0].password, "pw1");
+        assert_eq!(cap.commands, vec!["AUTH ****", "CONFIG GET *"]);
+        assert!(out.starts_with(b"-WRONGPASS"));
+        let (cap, out, _) = talk(
+            Kind::Http,
+            b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\nuser=evil",
+            1 << 16,
+        )
+        .await;
+        let h = cap.http.unwrap();
+        assert_eq!(
+            (h.method.as_str(), h.path.as_str(), h.body.as_deref()),
+            ("POST", "/login", Some("user=evil"))
+        );
+        assert!(out.starts_with(b"HTTP/1.1 200 OK"));
+    }
+
+    #[tokio::test]
+    async fn hostile_streams_hit_the_byte_limit() {
+        // An endless line, a huge HTTP head, a giant content-length, RESP bomb.
+        for (kind, input) in [
+            (Kind::Ftp, vec![b'A'; 200_000]),
+            (Kind::Telnet, vec![b'\n'; 200_000]),
+            (
+                Kind::Http,
+                [b"GET / HTTP/1.1\r\n".as_slice(), &vec![b'X'; 200_000]].concat(),
+            ),
+            (
+                Kind::Http,
+                b"POST / HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n"
+                    .iter()
+                    .copied()
+                    .chain(std::iter::repeat_n(b'z', 200_000))
+                    .collect(),
+            ),
+            (
+                Kind::Redis,
+                b"*1024\r\n"
+                    .iter()
+                    .copied()
+                    .chain(std::iter::repeat_n(b'$', 200_000))
+                    .collect(),
+            ),
+            (Kind::Tcp, vec![0; 200_000]),
+            (
+                Kind::Modbus,
+                [0u8, 1, 0, 0, 0, 6, 1, 3, 0, 0, 0, 1].repeat(20_000),
+            ),
+        ] {
+            let (cap, _, r) = talk(kind, &input, 10_000).await;
+            let limited = matches!(&r, Err(e) if super::super::conn::is_byte_limit(e));
+            assert!(limited || r.is_ok(), "{kind:?}: {r:?}");
+            let json = serde_json::to_string(&cap).unwrap();
+            assert!(
+                json.len() < 40_000,
+                "{kind:?} capture too big: {}",
+                json.len()
+            );
         }
     }
 }
