@@ -23,6 +23,10 @@ const INITIAL_READ_BUF: usize = 256;
 /// doubles while reads fill the buffer (a busy publisher) and halves when they do not,
 /// so busy connections read 64 KiB at a time and idle ones keep ~256 bytes.
 const MAX_READ_CHUNK: usize = 64 * 1024;
+/// How long a connection whose AUTH failed is held before it is closed (the error is
+/// sent at once). With the per-address limit on unauthenticated connections this caps
+/// password guessing from one host at a few hundred attempts per second.
+const AUTH_FAILURE_HOLD: std::time::Duration = std::time::Duration::from_millis(500);
 /// Writer batch: how many queued frames are written per syscall at most.
 const WRITE_BATCH: usize = 4096;
 /// Largest frame accepted before authentication: an AUTH of a 255-byte ident and a
@@ -135,10 +139,12 @@ pub(crate) async fn serve<S>(
                 }
             };
             actions.clear();
+            let mut auth_failed = false;
             if let Some(refusal) = session.handle(parsed, &*shared.auth, &mut actions) {
                 shared.metrics.refused(refusal);
                 if refusal == Refusal::AuthFailed {
                     info!(%peer, conn, "hpfeeds authentication failed");
+                    auth_failed = true;
                 }
             }
             for action in actions.drain(..) {
@@ -148,9 +154,18 @@ pub(crate) async fn serve<S>(
                             queue.control(b);
                         }
                     }
-                    Action::Close => break 'conn,
+                    Action::Close => {
+                        if auth_failed {
+                            tokio::select! {
+                                _ = kick.cancelled() => {}
+                                _ = tokio::time::sleep(AUTH_FAILURE_HOLD) => {}
+                            }
+                        }
+                        break 'conn;
+                    }
                     Action::Authenticated(ident) => {
                         authed = true;
+                        shared.release_pending(peer.ip());
                         shared.metrics.authenticated_open.fetch_add(1, Relaxed);
                         shared.register(conn, ident.clone(), kick.clone());
                         debug!(%peer, conn, ident = %String::from_utf8_lossy(&ident), "authenticated");
@@ -195,6 +210,9 @@ pub(crate) async fn serve<S>(
         }
     }
 
+    if !authed {
+        shared.release_pending(peer.ip());
+    }
     shared.router.remove_connection(conn, &subscribed);
     if authed {
         shared.metrics.authenticated_open.fetch_sub(1, Relaxed);

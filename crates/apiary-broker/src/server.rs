@@ -1,7 +1,7 @@
 //! Accept loops, connection limits and shutdown.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +33,9 @@ pub struct BrokerConfig {
     pub max_connections: usize,
     /// Maximum connections that have not authenticated yet.
     pub max_unauthenticated: usize,
+    /// Maximum connections one source address may have that have not authenticated yet,
+    /// so one noisy host cannot fill `max_unauthenticated` and lock sensors out.
+    pub max_unauthenticated_per_ip: usize,
     /// Frames a subscriber may have queued.
     pub subscriber_queue_frames: usize,
     /// Bytes a subscriber may have queued.
@@ -49,6 +52,7 @@ impl Default for BrokerConfig {
             auth_timeout: Duration::from_secs(10),
             max_connections: 20_000,
             max_unauthenticated: 2_048,
+            max_unauthenticated_per_ip: 64,
             subscriber_queue_frames: 65_536,
             subscriber_queue_bytes: 64 * 1024 * 1024,
             slow_subscriber_grace: Duration::from_secs(5),
@@ -74,6 +78,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<BrokerMetrics>,
     /// Authenticated connections by id: ident and kick token.
     conns: Mutex<HashMap<u64, (Bytes, CancellationToken)>>,
+    /// Connections not yet authenticated, per source address.
+    pending: Mutex<HashMap<IpAddr, usize>>,
 }
 
 impl Shared {
@@ -82,6 +88,28 @@ impl Shared {
     }
     pub(crate) fn deregister(&self, conn: u64) {
         self.conns.lock().remove(&conn);
+    }
+
+    /// Takes a pre-authentication slot for `ip`; false when it has too many.
+    fn take_pending(&self, ip: IpAddr) -> bool {
+        let mut pending = self.pending.lock();
+        let n = pending.entry(ip).or_insert(0);
+        if *n >= self.config.max_unauthenticated_per_ip {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// Gives a pre-authentication slot back (on AUTH success or disconnect).
+    pub(crate) fn release_pending(&self, ip: IpAddr) {
+        let mut pending = self.pending.lock();
+        if let Some(n) = pending.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                pending.remove(&ip);
+            }
+        }
     }
 }
 
@@ -104,6 +132,7 @@ impl Broker {
                 router: Router::new(metrics.clone()),
                 metrics,
                 conns: Mutex::default(),
+                pending: Mutex::default(),
             }),
             next_conn: Arc::new(AtomicU64::new(1)),
             tracker: TaskTracker::new(),
@@ -192,6 +221,7 @@ impl Broker {
             let pending = open.saturating_sub(m.authenticated_open.load(Relaxed).max(0) as usize);
             if open >= self.shared.config.max_connections
                 || pending >= self.shared.config.max_unauthenticated
+                || !self.shared.take_pending(peer.ip())
             {
                 m.connections_refused.fetch_add(1, Relaxed);
                 debug!(%peer, open, pending, "connection limit reached; refusing");
@@ -241,8 +271,14 @@ async fn serve_stream(
             let timeout = shared.config.auth_timeout;
             match tokio::time::timeout(timeout, Box::pin(acceptor.accept(stream))).await {
                 Ok(Ok(s)) => Box::pin(connection::serve(s, peer, conn, shared, shutdown)).await,
-                Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
-                Err(_) => debug!(%peer, "TLS handshake timed out"),
+                Ok(Err(e)) => {
+                    shared.release_pending(peer.ip());
+                    debug!(%peer, error = %e, "TLS handshake failed");
+                }
+                Err(_) => {
+                    shared.release_pending(peer.ip());
+                    debug!(%peer, "TLS handshake timed out");
+                }
             }
         }
     }

@@ -283,6 +283,8 @@ async fn thousand_idle_connections_do_not_lock_out_authenticated_clients() {
     let b = start(
         BrokerConfig {
             max_unauthenticated: 300,
+            // Every flood socket comes from 127.0.0.1; the per-address cap is tested below.
+            max_unauthenticated_per_ip: 10_000,
             auth_timeout: Duration::from_secs(300),
             ..config()
         },
@@ -388,5 +390,41 @@ async fn metrics_count_rejections_refusals_and_timeouts() {
         text.lines()
             .any(|l| l == "apiary_broker_auth_timeouts_total 1"),
         "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_hold_more_than_its_share_of_pending_connections() {
+    let _serial = SERIAL.lock().await;
+    let b = start(
+        BrokerConfig {
+            max_unauthenticated_per_ip: 5,
+            auth_timeout: Duration::from_secs(300),
+            ..config()
+        },
+        &default_idents(),
+    )
+    .await;
+    let mut idle = Vec::new();
+    let (accepted, refused) = flood(&b, 10, &mut idle).await;
+    assert_eq!((accepted, refused), (5, 5));
+    // Authenticating is what frees a slot: drop one idle socket, then an honest client
+    // gets in and, once authenticated, no longer counts against the address.
+    drop(idle.pop());
+    let m = b.broker.metrics().clone();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while m.connections_open.load(Relaxed) != 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "closed socket never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut publ = b.login("pub1", "pubsecret").await;
+    publ.sync().await;
+    let (accepted, _) = flood(&b, 1, &mut idle).await;
+    assert_eq!(
+        accepted, 1,
+        "the authenticated client released its pending slot"
     );
 }

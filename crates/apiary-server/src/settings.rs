@@ -104,6 +104,8 @@ pub struct HpfeedsSettings {
     pub max_connections: usize,
     /// Maximum connections not yet authenticated.
     pub max_unauthenticated: usize,
+    /// Maximum connections not yet authenticated from one address.
+    pub max_unauthenticated_per_ip: usize,
     /// Frames queued per subscriber before its messages are dropped.
     pub subscriber_queue_frames: usize,
     /// Bytes queued per subscriber before its messages are dropped.
@@ -188,6 +190,7 @@ impl Default for HpfeedsSettings {
             auth_timeout_secs: 10,
             max_connections: 20_000,
             max_unauthenticated: 2_048,
+            max_unauthenticated_per_ip: 64,
             subscriber_queue_frames: 65_536,
             subscriber_queue_bytes: 64 * 1024 * 1024,
             slow_subscriber_grace_secs: 5,

@@ -48,6 +48,7 @@ fn broker_config(s: &Settings) -> BrokerConfig {
         auth_timeout: Duration::from_secs(h.auth_timeout_secs),
         max_connections: h.max_connections,
         max_unauthenticated: h.max_unauthenticated,
+        max_unauthenticated_per_ip: h.max_unauthenticated_per_ip,
         subscriber_queue_frames: h.subscriber_queue_frames,
         subscriber_queue_bytes: h.subscriber_queue_bytes,
         slow_subscriber_grace: Duration::from_secs(h.slow_subscriber_grace_secs),
