@@ -9,6 +9,10 @@
 //!   VNC, RDP, SMB, MSSQL, S7, Modbus, SIP, Elasticsearch, catch-all TCP).
 //! - [`forward`]: tail Suricata/Snort/Cowrie/p0f/Dionaea logs into the spool.
 //! - [`privdrop`]: bind first, then setgid/setuid.
+//!
+//! `deploy/apiary-sensor.sh` and `deploy/cowrie.sh` are deploy-script templates
+//! (`{{SERVER_URL}}`, `{{TOKEN}}`, `{{HPF_HOST}}`, `{{HPF_PORT}}`) meant to be seeded into the
+//! server's script store; the server side (`/deploy/<token>.sh`, tokens) is not built yet.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
