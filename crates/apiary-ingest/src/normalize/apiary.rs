@@ -77,7 +77,13 @@ pub fn events(raw: &RawEvent, out: &mut Vec<Normalized>) -> Result<()> {
     check_version(&o)?;
     let service =
         f::text_nonempty(&o, "service", SHORT)?.ok_or(NormalizeError::MissingField("service"))?;
-    let ts = f::time_field(&o, "timestamp", raw.received_at)?;
+    // `apiary-sensor` writes `time`; `timestamp` is accepted too.
+    let time_key = if f::get(&o, "time").is_some() {
+        "time"
+    } else {
+        "timestamp"
+    };
+    let ts = f::time_field(&o, time_key, raw.received_at)?;
     let mut s = f::new_session(raw, "apiary", ts);
     s.source_ip = Some(f::source_ip(&o, "src_ip")?);
     s.source_port = f::port(&o, "src_port")?;
@@ -100,7 +106,11 @@ pub fn events(raw: &RawEvent, out: &mut Vec<Normalized>) -> Result<()> {
         }
         s.details.credentials.push(c);
     }
-    s.details.ssh_version = f::text_nonempty(&o, "ssh_version", SHORT)?;
+    s.details.ssh_version = match f::text_nonempty(&o, "ssh_version", SHORT)? {
+        Some(v) => Some(v),
+        None => f::text_nonempty(&o, "client_version", SHORT)?,
+    };
+    s.details.logged_in = f::boolean(&o, "logged_in")?;
     if let Some(h) = f::obj_field(&o, "http")? {
         s.details.http = Some(http(h)?);
     }
@@ -112,6 +122,21 @@ pub fn events(raw: &RawEvent, out: &mut Vec<Normalized>) -> Result<()> {
         ("service", Some(Value::String(service))),
         ("transport", transport.map(Value::String)),
         ("data", f::get(&o, "data").map(f::bounded_json)),
+        // Written by apiary-sensor: event id (for de-duplication), offered SSH keys, the
+        // first bytes of unparsed protocols, service-specific fields, connection summary.
+        ("id", f::text_nonempty(&o, "id", SHORT)?.map(Value::String)),
+        ("keys", f::get(&o, "keys").map(f::bounded_json)),
+        (
+            "payload_hex",
+            f::text_nonempty(&o, "payload_hex", 2 * 512)?.map(Value::String),
+        ),
+        ("sensor_extra", f::get(&o, "extra").map(f::bounded_json)),
+        (
+            "closed",
+            f::text_nonempty(&o, "closed", 32)?.map(Value::String),
+        ),
+        ("duration_ms", f::uint(&o, "duration_ms")?.map(Value::from)),
+        ("bytes_in", f::uint(&o, "bytes_in")?.map(Value::from)),
     ]);
     f::push_session(out, s);
     Ok(())
@@ -186,9 +211,38 @@ pub fn parse_heartbeat(raw: &RawEvent) -> Result<Heartbeat> {
         sensor: f::text_nonempty(&o, "sensor", SHORT)?,
         hostname: f::text_nonempty(&o, "hostname", SHORT)?,
         version: f::text_nonempty(&o, "version", SHORT)?,
-        services: f::text_list(&o, "services", SHORT)?,
+        services: services(&o)?,
         uptime_s: f::uint(&o, "uptime_s")?,
     })
+}
+
+/// `services` as names (`["ssh"]`) or as objects (`[{"name": "ssh", "port": 22}]`, what
+/// `apiary-sensor` sends), as `name:port` then.
+fn services(o: &Obj) -> Result<Vec<String>> {
+    let Some(Value::Array(items)) = f::get(o, "services") else {
+        return f::text_list(o, "services", SHORT);
+    };
+    let mut out = Vec::new();
+    for item in items.iter().take(MAX_ITEMS) {
+        match item {
+            Value::String(s) => out.push(apiary_model::bounded::bounded(s, SHORT)),
+            Value::Object(m) => {
+                let name = m.get("name").and_then(Value::as_str).unwrap_or("?");
+                let name = apiary_model::bounded::bounded(name, SHORT);
+                match m.get("port").and_then(Value::as_u64) {
+                    Some(p) => out.push(format!("{name}:{p}")),
+                    None => out.push(name),
+                }
+            }
+            _ => {
+                return Err(NormalizeError::BadField {
+                    field: "services",
+                    reason: "expected names or {name, port} objects",
+                })
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// `apiary.heartbeat` through [`super::normalize`]: validated, no records.
@@ -337,5 +391,47 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn what_apiary_sensor_sends() {
+        let s = one_session(
+            "apiary.events",
+            r#"{"v": 1, "id": "b00t-42", "time": "2024-05-01T11:59:58.5Z", "end_time": "2024-05-01T11:59:59Z",
+                "service": "ssh", "protocol": "ssh", "transport": "tcp",
+                "src_ip": "198.51.100.7", "src_port": 56762, "dst_ip": "203.0.113.5", "dst_port": 22,
+                "bytes_in": 1234, "bytes_out": 567, "duration_ms": 812, "closed": "peer",
+                "credentials": [{"username": "root", "password": "123456"}],
+                "logged_in": false, "client_version": "SSH-2.0-OpenSSH_9.2",
+                "keys": ["ssh-ed25519 SHA256:abc"], "extra": {"rdp_cookie": "x"}}"#,
+        );
+        assert_eq!(s.timestamp, ts("2024-05-01T11:59:58.5Z"));
+        assert_eq!(
+            s.details.ssh_version.as_deref(),
+            Some("SSH-2.0-OpenSSH_9.2")
+        );
+        assert_eq!(s.details.logged_in, Some(false));
+        assert_eq!(s.details.credentials[0].username, "root");
+        let extra = s.details.extra.expect("extra");
+        assert_eq!(extra["id"], "b00t-42");
+        assert_eq!(extra["closed"], "peer");
+        assert_eq!(extra["sensor_extra"]["rdp_cookie"], "x");
+    }
+
+    #[test]
+    fn heartbeat_with_service_objects() {
+        let event = raw(
+            "apiary.heartbeat",
+            br#"{"v": 1, "time": "2024-05-01T11:59:58Z", "boot_id": "b", "version": "0.1.0", "hostname": "h",
+                "uptime_s": 120, "interval_s": 60, "services": [{"name": "ssh", "port": 22}, {"name": "http", "port": 80}],
+                "connections": {"active": 3}, "spool": {"pending": 0}}"#,
+        );
+        let hb = parse_heartbeat(&event).unwrap();
+        assert_eq!(
+            hb.services,
+            vec!["ssh:22".to_string(), "http:80".to_string()]
+        );
+        assert_eq!(hb.hostname.as_deref(), Some("h"));
+        assert_eq!(hb.uptime_s, Some(120));
     }
 }
