@@ -160,6 +160,21 @@ fn arg(pos: usize, env: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// CPU time (user + system) this process has used so far, in seconds: wall-clock rates are
+/// noisy on a shared machine, CPU per session much less so.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are 14th and 15th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    f.iter().sum::<f64>() / 100.0
+}
+
 fn rate(n: usize, d: StdDuration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
@@ -280,20 +295,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store: Arc<dyn Store> = apiary_store::open(&format!("sqlite://{}", db.display())).await?;
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     let mut spent = StdDuration::ZERO;
+    let mut cpu = 0.0;
     let mut done = 0;
     while done < total {
         let n = batch_size.min(total - done);
         let items = batch(&mut rng, start, step_us, done, n);
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), cpu_seconds());
         store.insert_batch(items).await?;
         spent += t.elapsed();
+        cpu += cpu_seconds() - c;
         done += n;
     }
     let store_rate = rate(total, spent);
     println!(
-        "store (raw + session + credentials + 10 session indexes + roll-ups): {:>10.0} sessions/s  ({:.2} s)",
+        "store (raw + session + credentials + 10 session indexes + roll-ups): {:>10.0} sessions/s  ({:.2} s, {:.1} µs CPU/session)",
         store_rate,
-        spent.as_secs_f64()
+        spent.as_secs_f64(),
+        cpu * 1e6 / total as f64
     );
     println!(
         "  database size {:.1} MiB",

@@ -49,7 +49,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const STATEMENT_CACHE: usize = 64;
 
 /// How often the checkpoint thread copies the WAL back into the database.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(1000);
 
 /// WAL pages after which the writer checkpoints itself (~256 MiB): only a backstop. A
 /// 64 MiB mark made the writer checkpoint inline under sustained ingest and cost a third
@@ -61,7 +61,7 @@ const WRITER_AUTOCHECKPOINT: u32 = 65_536;
 const MMAP_SIZE: i64 = 4 * 1024 * 1024 * 1024;
 
 /// Bytes the WAL file is truncated to when it restarts.
-const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+const WAL_SIZE_LIMIT: i64 = 256 * 1024 * 1024;
 
 /// SQLite store. See the module docs for the connection layout.
 pub(crate) struct SqliteStore {

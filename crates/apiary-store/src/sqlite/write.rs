@@ -157,9 +157,16 @@ impl Rollups {
                 }
             }
         }
-        if rows > 0 {
-            c.prepare_cached(&upsert_rollups_sql(rows))?
-                .execute(rusqlite::params_from_iter(args.drain(..)))?;
+        // The rest in power-of-two chunks: at most eight more cached statements, however
+        // the remainder varies from batch to batch.
+        let mut chunk = ROLLUP_CHUNK / 2;
+        while rows > 0 {
+            if rows >= chunk {
+                c.prepare_cached(&upsert_rollups_sql(chunk))?
+                    .execute(rusqlite::params_from_iter(args.drain(..chunk * 4)))?;
+                rows -= chunk;
+            }
+            chunk /= 2;
         }
         Ok(())
     }
