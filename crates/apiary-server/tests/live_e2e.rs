@@ -209,7 +209,13 @@ fn live_stream_geo_filters_auth_and_slow_clients() {
     let other_sensor = sse(server.http, "?sensor=nobody", Some(&key)).expect("sse");
     // Never read: its socket buffers fill up and it falls behind.
     let stalled = {
-        let mut s = TcpStream::connect(server.http).unwrap();
+        // A tiny receive buffer, so the server's writes back up after a few events
+        // instead of after megabytes of kernel buffering.
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        sock.set_recv_buffer_size(4096).unwrap();
+        sock.connect(&server.http.into()).unwrap();
+        let mut s: TcpStream = sock.into();
         write!(
             s,
             "GET /api/live HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\r\n"
@@ -364,7 +370,19 @@ fn live_stream_geo_filters_auth_and_slow_clients() {
         marker.is_some(),
         "reading client never got the marker ({n} events)"
     );
-    let lagged = metric(&server, "apiary_live_lagged_events_total");
+    // A lagging receiver learns (and counts) what it missed when it next polls, which the
+    // stalled stream does once its socket drains: read it now, then watch the counter.
+    let mut stalled = stalled;
+    stalled
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut lagged = 0;
+    let mut sink = [0u8; 65536];
+    while lagged == 0 && Instant::now() < deadline {
+        let _ = std::io::Read::read(&mut stalled, &mut sink);
+        lagged = metric(&server, "apiary_live_lagged_events_total");
+    }
     eprintln!("flood: {FLOOD} events committed in {ingest_secs:.2}s; reader got {n}; lagged total {lagged}");
     assert!(lagged > 0, "the stalled client should have lagged");
     drop(stalled);
