@@ -82,6 +82,10 @@ pub fn serve(
         let broker = Broker::new(BrokerConfig {
             name: "apiary-bench".into(),
             subscriber_queue_frames: queue_frames.unwrap_or(defaults.subscriber_queue_frames),
+            // Every bench client connects from 127.0.0.1; the per-address cap on
+            // unauthenticated connections (64) protects real deployments, not this.
+            max_unauthenticated_per_ip: 20_000,
+            max_unauthenticated: 20_000,
             ..defaults
         });
         broker.load_idents(&idents);

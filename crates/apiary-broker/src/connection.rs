@@ -90,6 +90,7 @@ pub(crate) async fn serve<S>(
             Ok(_) => {}
         }
         let received_at = chrono::Utc::now();
+        let mut congested = false;
         loop {
             let limit = if authed {
                 shared.config.max_frame
@@ -182,7 +183,7 @@ pub(crate) async fn serve<S>(
                         tokio::select! {
                             biased;
                             _ = kick.cancelled() => break 'conn,
-                            _ = shared.router.publish(&mut cache, conn, msg, &raw) => {}
+                            c = shared.router.publish(&mut cache, conn, msg, &raw) => congested |= c,
                         }
                     }
                     Action::Subscribe(channel) => {
@@ -199,6 +200,12 @@ pub(crate) async fn serve<S>(
                     }
                 }
             }
+        }
+        // A subscriber is falling behind because this task (and others like it) keep the
+        // cores busy reading: yield once so the writers get to run. This never waits on a
+        // stalled subscriber; it only stops one publisher from monopolising a worker.
+        if congested {
+            tokio::task::yield_now().await;
         }
         // Give memory back after a large frame so idle connections stay small.
         if buf.is_empty() && buf.capacity() > 2 * chunk.max(MAX_READ_CHUNK) {

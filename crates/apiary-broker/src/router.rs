@@ -179,6 +179,12 @@ impl SubQueue {
         Offer::Queued
     }
 
+    /// More than half full: its writer is behind.
+    pub fn congested(&self) -> bool {
+        self.frames.load(Relaxed) > self.limits.max_frames / 2
+            || self.bytes.load(Relaxed) > self.limits.max_bytes / 2
+    }
+
     /// Called by the writer after writing frames: releases their budget and clears the
     /// "full" mark once the queue is at most half full.
     pub fn written(&self, frames: usize, bytes: usize) {
@@ -378,14 +384,17 @@ impl Router {
     }
 
     /// Relays one publication. `frame` is the original PUBLISH frame, which is exactly
-    /// what subscribers receive. Waits only when an in-process consumer is full.
+    /// what subscribers receive. Waits only when an in-process consumer is full. Returns
+    /// true when a subscriber's queue is more than half full, so the caller can let the
+    /// writers run before it reads more.
     pub async fn publish(
         &self,
         cache: &mut PublisherCache,
         from_conn: u64,
         msg: Published,
         frame: &Bytes,
-    ) {
+    ) -> bool {
+        let mut congested = false;
         let generation = self.generation.load(Relaxed);
         if generation != cache.generation {
             cache.snapshot = self.snapshot.read().clone();
@@ -408,7 +417,10 @@ impl Router {
                     continue; // No echo to the publisher (legacy semantics).
                 }
                 match s.queue.offer(frame) {
-                    Offer::Queued => out += 1,
+                    Offer::Queued => {
+                        out += 1;
+                        congested |= s.queue.congested();
+                    }
                     Offer::Dropped => drops += 1,
                     Offer::Disconnected => {
                         drops += 1;
@@ -437,5 +449,6 @@ impl Router {
             }
             self.metrics.internal_delivered.fetch_add(1, Relaxed);
         }
+        congested
     }
 }
