@@ -10,6 +10,16 @@ use crate::StoreError;
 
 pub(crate) const HOUR_US: i64 = 3_600_000_000;
 
+/// The day bucket leading the source-address index: `ts / 86400000000` in SQL, which
+/// truncates toward zero exactly like Rust's `/`. Queries must spell the expression
+/// [`SOURCE_DAY`] exactly for SQLite to use the index.
+pub(crate) fn day_of(t_us: i64) -> i64 {
+    t_us / 86_400_000_000
+}
+
+/// The indexed expression of the source-address index (migration 0004).
+pub(crate) const SOURCE_DAY: &str = "ts / 86400000000";
+
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         match &e {

@@ -23,6 +23,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "ingest_speed",
         include_str!("../../migrations/sqlite/0003_ingest_speed.sql"),
     ),
+    (
+        4,
+        "source_by_day",
+        include_str!("../../migrations/sqlite/0004_source_by_day.sql"),
+    ),
 ];
 
 /// Applies what is missing and returns the resulting schema version.

@@ -10,7 +10,9 @@ use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
-use super::conv::{from_us, hour_range, ip_key, like_contains, net_range, us, HOUR_US};
+use super::conv::{
+    day_of, from_us, hour_range, ip_key, like_contains, net_range, us, HOUR_US, SOURCE_DAY,
+};
 use super::rows::{page_of, SessionRow, SESSION_COLS};
 use crate::types::*;
 use crate::{Result, StoreError};
@@ -106,12 +108,48 @@ fn session_where(f: &SessionFilter) -> Where {
 
 pub(super) fn sessions(c: &Connection, f: &SessionFilter, page: &Page) -> Paged<Session> {
     let limit = page.capped();
+    let cursor = page.after.as_ref().map(Cursor::decode).transpose()?;
+    if f.source.is_none() {
+        let rows = session_rows(c, f, cursor, None, limit + 1)?;
+        return Ok(page_of(rows, limit));
+    }
+    // By source address: the index is led by the day, so walk the days newest first, each
+    // an index range already in (ts, id) order, until the page is full.
+    let Some((lo, hi)) = day_span(c, f.since, f.until, cursor.map(|(ts, _)| ts))? else {
+        return Ok((Vec::new(), None));
+    };
+    let mut rows = Vec::new();
+    for day in (lo..=hi).rev() {
+        rows.extend(session_rows(
+            c,
+            f,
+            cursor,
+            Some(day),
+            limit + 1 - rows.len(),
+        )?);
+        if rows.len() > limit {
+            break;
+        }
+    }
+    Ok(page_of(rows, limit))
+}
+
+/// Up to `n` sessions matching `f` (and one day of the source index), newest first.
+fn session_rows(
+    c: &Connection,
+    f: &SessionFilter,
+    cursor: Option<(i64, i64)>,
+    day: Option<i64>,
+    n: usize,
+) -> Result<Vec<(Session, Cursor)>> {
     let mut w = session_where(f);
-    if let Some(cursor) = &page.after {
-        let (ts, id) = cursor.decode()?;
+    if let Some(d) = day {
+        w.and(&format!("{SOURCE_DAY} = ?"), [int(d)]);
+    }
+    if let Some((ts, id)) = cursor {
         w.and("(ts, id) < (?, ?)", [int(ts), int(id)]);
     }
-    w.args.push(int(limit as i64 + 1));
+    w.args.push(int(n as i64));
     let sql = format!(
         "SELECT {SESSION_COLS} FROM sessions{} ORDER BY ts DESC, id DESC LIMIT ?",
         w.sql
@@ -120,14 +158,42 @@ pub(super) fn sessions(c: &Connection, f: &SessionFilter, page: &Page) -> Paged<
     let rows = st
         .query_map(params_from_iter(w.args), SessionRow::read)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let rows = rows
-        .into_iter()
+    rows.into_iter()
         .map(|r| {
             let cursor = r.cursor();
             Ok((r.into_session()?, cursor))
         })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(page_of(rows, limit))
+        .collect()
+}
+
+/// The days (inclusive) that stored sessions in `[since, until]` (and at or before
+/// `upto`) can fall on; `None` when there are none.
+fn day_span(
+    c: &Connection,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    upto: Option<i64>,
+) -> Result<Option<(i64, i64)>> {
+    // Two statements: SQLite answers a lone MIN or MAX from the ts index in one probe.
+    let first: Option<i64> = c
+        .prepare_cached("SELECT MIN(ts) FROM sessions")?
+        .query_row([], |r| r.get(0))?;
+    let last: Option<i64> = c
+        .prepare_cached("SELECT MAX(ts) FROM sessions")?
+        .query_row([], |r| r.get(0))?;
+    let (Some(mut lo), Some(mut hi)) = (first, last) else {
+        return Ok(None);
+    };
+    if let Some(t) = since {
+        lo = lo.max(us(t));
+    }
+    if let Some(t) = until {
+        hi = hi.min(us(t));
+    }
+    if let Some(t) = upto {
+        hi = hi.min(t);
+    }
+    Ok((lo <= hi).then(|| (day_of(lo), day_of(hi))))
 }
 
 pub(super) fn session(c: &Connection, id: i64) -> Result<Option<Session>> {
@@ -347,13 +413,25 @@ pub(super) fn attacker_stats(
 ) -> Result<AttackerStats> {
     let ip = apiary_model::event::canonical_ip(ip);
     let key = ip_key(ip).to_vec();
-    let since = since.map_or(i64::MIN, us);
-    let scope = "source_key = ?1 AND ts >= ?2";
+    let since_us = since.map_or(i64::MIN, us);
+    let Some((lo_day, hi_day)) = day_span(c, since, None, None)? else {
+        return Ok(AttackerStats {
+            ip: Some(ip),
+            ..AttackerStats::default()
+        });
+    };
+    let since = since_us;
+    // One probe of the day-led source index per day of the span.
+    let days = format!(
+        "{SOURCE_DAY} IN (WITH RECURSIVE d(x) AS (SELECT ?3 UNION ALL SELECT x + 1 FROM d \
+         WHERE x < ?4) SELECT x FROM d)"
+    );
+    let scope = format!("{days} AND source_key = ?1 AND ts >= ?2");
     let (count, first, last): (i64, Option<i64>, Option<i64>) = c
         .prepare_cached(&format!(
             "SELECT COUNT(*), MIN(ts), MAX(ts) FROM sessions WHERE {scope}"
         ))?
-        .query_row(params![key, since], |r| {
+        .query_row(params![key, since, lo_day, hi_day], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?;
     let mut stats = AttackerStats {
@@ -371,13 +449,13 @@ pub(super) fn attacker_stats(
             "SELECT DISTINCT destination_port FROM sessions
              WHERE {scope} AND destination_port IS NOT NULL ORDER BY 1"
         ))?
-        .query_map(params![key, since], |r| r.get(0))?
+        .query_map(params![key, since, lo_day, hi_day], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     let distinct = |col: &str| -> Result<Vec<String>> {
         Ok(c.prepare_cached(&format!(
             "SELECT DISTINCT {col} FROM sessions WHERE {scope} ORDER BY 1"
         ))?
-        .query_map(params![key, since], |r| r.get(0))?
+        .query_map(params![key, since, lo_day, hi_day], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?)
     };
     stats.honeypots = distinct("honeypot")?;
@@ -386,10 +464,10 @@ pub(super) fn attacker_stats(
         .prepare_cached(&format!(
             "SELECT c.username, c.password, COUNT(*) AS n
              FROM sessions s JOIN credentials c ON c.session_id = s.id
-             WHERE s.source_key = ?1 AND s.ts >= ?2
+             WHERE s.{days} AND s.source_key = ?1 AND s.ts >= ?2
              GROUP BY 1, 2 ORDER BY n DESC, 1, 2 LIMIT {STATS_LIST}"
         ))?
-        .query_map(params![key, since], |r| {
+        .query_map(params![key, since, lo_day, hi_day], |r| {
             Ok((
                 Credential {
                     username: r.get(0)?,
@@ -402,9 +480,9 @@ pub(super) fn attacker_stats(
     let from_details = |path: &str| -> Result<Vec<String>> {
         Ok(c.prepare_cached(&format!(
             "SELECT DISTINCT j.value FROM sessions s, json_each(s.details, '{path}') j
-             WHERE s.source_key = ?1 AND s.ts >= ?2 ORDER BY 1 LIMIT {STATS_LIST}"
+             WHERE s.{days} AND s.source_key = ?1 AND s.ts >= ?2 ORDER BY 1 LIMIT {STATS_LIST}"
         ))?
-        .query_map(params![key, since], |r| r.get(0))?
+        .query_map(params![key, since, lo_day, hi_day], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?)
     };
     stats.urls = from_details("$.urls")?;
