@@ -28,9 +28,11 @@ use apiary_model::{ApiKey, Ident, Normalized, RawEvent, Role, Session, User, Web
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+pub mod deploy;
 mod sqlite;
 pub mod types;
 
+pub use deploy::{DeployScript, EnrollmentToken, NewEnrollmentToken, ScriptVersion};
 pub use types::{
     AttackerStats, BatchResult, Cursor, Dimension, DorkRow, FileRow, HourCount, IngestItem,
     MetadataRow, Page, PruneResult, RawFilter, RawQuery, RawStatus, SensorRecord, SessionFilter,
@@ -306,6 +308,66 @@ pub trait Store: Send + Sync {
 
     /// Ends every web session of a user (after a password change); returns how many.
     async fn delete_user_sessions(&self, user_id: i64) -> Result<u64>;
+
+    // ---- deploy scripts and enrollment tokens ----
+
+    /// Every deploy script at its newest version, sorted by name.
+    async fn list_deploy_scripts(&self) -> Result<Vec<DeployScript>>;
+
+    /// One deploy script at its newest version.
+    async fn deploy_script(&self, id: i64) -> Result<Option<DeployScript>>;
+
+    /// Creates a script at version 1; `Conflict` when the name is taken, `Invalid` for an
+    /// empty name/honeypot or a body over 1 MiB.
+    async fn create_deploy_script(
+        &self,
+        name: &str,
+        honeypot: &str,
+        body: &str,
+        notes: &str,
+        author: &str,
+    ) -> Result<DeployScript>;
+
+    /// Saves a new version of a script (older versions are kept); `NotFound`.
+    async fn update_deploy_script(
+        &self,
+        id: i64,
+        body: &str,
+        notes: &str,
+        author: &str,
+    ) -> Result<DeployScript>;
+
+    /// Every version of a script, newest first.
+    async fn deploy_script_versions(&self, id: i64) -> Result<Vec<ScriptVersion>>;
+
+    /// Stores an enrollment token by its hash; `NotFound` for an unknown script.
+    async fn create_enrollment_token(&self, token: &NewEnrollmentToken) -> Result<EnrollmentToken>;
+
+    /// Enrollment tokens (of one script when given), newest first.
+    async fn list_enrollment_tokens(&self, script_id: Option<i64>) -> Result<Vec<EnrollmentToken>>;
+
+    /// The token whose hash is `token_hash`, valid or not (callers check
+    /// [`EnrollmentToken::is_valid`]).
+    async fn enrollment_token(&self, token_hash: &str) -> Result<Option<EnrollmentToken>>;
+
+    /// Revokes a token; `false` when there was none.
+    async fn revoke_enrollment_token(&self, id: i64) -> Result<bool>;
+
+    /// The sensor a token registered for `hostname`, if that sensor still exists.
+    async fn enrolled_sensor(&self, token_id: i64, hostname: &str) -> Result<Option<String>>;
+
+    /// The token that registered sensor `uuid`, if any.
+    async fn sensor_enrollment_token(&self, uuid: &str) -> Result<Option<i64>>;
+
+    /// Records that a token registered (or re-registered) sensor `uuid` for `hostname`
+    /// and counts one use of the token.
+    async fn record_enrollment(
+        &self,
+        token_id: i64,
+        hostname: &str,
+        uuid: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()>;
 }
 
 /// Opens (creating and migrating if needed) the store named by `url`:

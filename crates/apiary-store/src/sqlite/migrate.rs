@@ -28,6 +28,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "source_by_day",
         include_str!("../../migrations/sqlite/0004_source_by_day.sql"),
     ),
+    (
+        5,
+        "deploy",
+        include_str!("../../migrations/sqlite/0005_deploy.sql"),
+    ),
 ];
 
 /// Applies what is missing and returns the resulting schema version.

@@ -16,6 +16,7 @@
 mod accounts;
 mod admin;
 mod conv;
+mod deploy;
 mod migrate;
 mod read;
 mod rows;
@@ -664,6 +665,90 @@ impl Store for SqliteStore {
 
     async fn delete_user_sessions(&self, user_id: i64) -> Result<u64> {
         self.write(move |c| accounts::delete_user_sessions(c, user_id))
+            .await
+    }
+
+    async fn list_deploy_scripts(&self) -> Result<Vec<crate::DeployScript>> {
+        self.read(deploy::list_scripts).await
+    }
+
+    async fn deploy_script(&self, id: i64) -> Result<Option<crate::DeployScript>> {
+        self.read(move |c| deploy::script(c, id)).await
+    }
+
+    async fn create_deploy_script(
+        &self,
+        name: &str,
+        honeypot: &str,
+        body: &str,
+        notes: &str,
+        author: &str,
+    ) -> Result<crate::DeployScript> {
+        let a: [String; 5] = [name, honeypot, body, notes, author].map(str::to_owned);
+        self.write(move |c| deploy::create_script(c, &a[0], &a[1], &a[2], &a[3], &a[4]))
+            .await
+    }
+
+    async fn update_deploy_script(
+        &self,
+        id: i64,
+        body: &str,
+        notes: &str,
+        author: &str,
+    ) -> Result<crate::DeployScript> {
+        let a: [String; 3] = [body, notes, author].map(str::to_owned);
+        self.write(move |c| deploy::update_script(c, id, &a[0], &a[1], &a[2]))
+            .await
+    }
+
+    async fn deploy_script_versions(&self, id: i64) -> Result<Vec<crate::ScriptVersion>> {
+        self.read(move |c| deploy::script_versions(c, id)).await
+    }
+
+    async fn create_enrollment_token(
+        &self,
+        token: &crate::NewEnrollmentToken,
+    ) -> Result<crate::EnrollmentToken> {
+        let t = token.clone();
+        self.write(move |c| deploy::create_token(c, &t)).await
+    }
+
+    async fn list_enrollment_tokens(
+        &self,
+        script_id: Option<i64>,
+    ) -> Result<Vec<crate::EnrollmentToken>> {
+        self.read(move |c| deploy::list_tokens(c, script_id)).await
+    }
+
+    async fn enrollment_token(&self, token_hash: &str) -> Result<Option<crate::EnrollmentToken>> {
+        let h = token_hash.to_owned();
+        self.read(move |c| deploy::token_by_hash(c, &h)).await
+    }
+
+    async fn revoke_enrollment_token(&self, id: i64) -> Result<bool> {
+        self.write(move |c| deploy::revoke_token(c, id)).await
+    }
+
+    async fn enrolled_sensor(&self, token_id: i64, hostname: &str) -> Result<Option<String>> {
+        let h = hostname.to_owned();
+        self.read(move |c| deploy::enrolled_sensor(c, token_id, &h))
+            .await
+    }
+
+    async fn sensor_enrollment_token(&self, uuid: &str) -> Result<Option<i64>> {
+        let u = uuid.to_owned();
+        self.read(move |c| deploy::sensor_token(c, &u)).await
+    }
+
+    async fn record_enrollment(
+        &self,
+        token_id: i64,
+        hostname: &str,
+        uuid: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let (h, u) = (hostname.to_owned(), uuid.to_owned());
+        self.write(move |c| deploy::record_enrollment(c, token_id, &h, &u, at))
             .await
     }
 }
