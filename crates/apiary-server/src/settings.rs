@@ -47,6 +47,17 @@ pub struct Settings {
     pub geo: GeoSettings,
     /// Live attack map.
     pub map: MapSettings,
+    /// Sensor deployment.
+    pub deploy: DeploySettings,
+}
+
+/// `[deploy]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeploySettings {
+    /// The `apiary-sensor` binary served to deploy scripts; empty = `apiary-sensor` next
+    /// to the running `apiary` executable.
+    pub sensor_binary: Option<PathBuf>,
 }
 
 /// `[map]`
@@ -115,6 +126,11 @@ pub struct HpfeedsSettings {
     pub slow_subscriber_grace_secs: u64,
     /// Seconds between checks of the store for added/removed idents.
     pub ident_reload_secs: u64,
+    /// Host name or address sensors connect to (deploy scripts); empty = the host of
+    /// `http.public_url`, else the host the deploy request was sent to.
+    pub public_host: Option<String>,
+    /// Port sensors connect to; empty = the port of `listen`.
+    pub public_port: Option<u16>,
 }
 
 /// `[http]`
@@ -123,6 +139,9 @@ pub struct HpfeedsSettings {
 pub struct HttpSettings {
     /// Listen address.
     pub listen: SocketAddr,
+    /// Base URL sensors and browsers reach this server at (`https://apiary.example.net`),
+    /// used in deploy commands and scripts; empty = `http://<the request's Host>`.
+    pub public_url: Option<String>,
 }
 
 /// `[ingest]`
@@ -175,6 +194,7 @@ impl Default for Settings {
             retention: RetentionSettings::default(),
             geo: GeoSettings::default(),
             map: MapSettings::default(),
+            deploy: DeploySettings::default(),
         }
     }
 }
@@ -196,6 +216,8 @@ impl Default for HpfeedsSettings {
             subscriber_queue_bytes: 64 * 1024 * 1024,
             slow_subscriber_grace_secs: 5,
             ident_reload_secs: 1,
+            public_host: None,
+            public_port: None,
         }
     }
 }
@@ -204,6 +226,7 @@ impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            public_url: None,
         }
     }
 }
@@ -381,6 +404,17 @@ impl Settings {
         {
             return bad("map.server_longitude", "must be -180 to 180");
         }
+        if let Some(u) = &self.http.public_url {
+            let ok = (u.starts_with("http://") || u.starts_with("https://"))
+                && u.chars()
+                    .all(|c| c.is_ascii_graphic() && !"\"'`$\\;&|<>(){}".contains(c));
+            if !ok {
+                return bad(
+                    "http.public_url",
+                    "must be an http:// or https:// URL without quotes or shell characters",
+                );
+            }
+        }
         if m.live_buffer == 0 || m.live_buffer > 1 << 20 {
             return bad("map.live_buffer", "must be 1 to 1048576");
         }
@@ -429,6 +463,9 @@ fn apply_env(
                         ("hpfeeds", "tls_listen" | "tls_cert" | "tls_key")
                             | ("geo", "dir" | "city_db" | "asn_db")
                             | ("map", "server_latitude" | "server_longitude")
+                            | ("http", "public_url")
+                            | ("hpfeeds", "public_host" | "public_port")
+                            | ("deploy", "sensor_binary")
                     )
             }
             _ => false,

@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod deploy;
 pub mod error;
 pub mod export;
 pub mod live;

@@ -7,7 +7,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use crate::state::AppState;
-use crate::{api, live, pages};
+use crate::{api, deploy, live, pages};
 
 /// Builds the application router.
 pub fn router(state: AppState) -> Router {
@@ -49,6 +49,27 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/sensor/{uuid}/rotate_secret/",
             post(api::sensors::rotate),
+        )
+        .route("/api/deploy/script/", get(deploy::api_scripts))
+        .route("/api/deploy/token/", post(deploy::api_create_token))
+        .route(
+            "/api/deploy/token/{id}/revoke/",
+            post(deploy::api_revoke_token),
+        )
+        .route("/deploy/{file}", get(deploy::script))
+        .route("/deploy/{token}/apiary-sensor", get(deploy::binary))
+        .route(
+            "/ui/deploy/",
+            get(pages::deploy::list).post(pages::deploy::create),
+        )
+        .route(
+            "/ui/deploy/{id}/",
+            get(pages::deploy::show).post(pages::deploy::save),
+        )
+        .route("/ui/deploy/{id}/token/", post(pages::deploy::new_token))
+        .route(
+            "/ui/deploy/tokens/{id}/revoke/",
+            post(pages::deploy::revoke),
         )
         .route("/api/live", get(live::stream))
         .route("/api/live/history", get(live::history))

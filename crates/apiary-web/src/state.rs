@@ -32,6 +32,8 @@ pub struct AppState {
     pub limiter: Arc<LoginLimiter>,
     /// The live event channel (`/api/live`).
     pub live: Arc<LiveHub>,
+    /// Deployment settings (public URL, broker address, sensor binary).
+    pub deploy: Arc<crate::deploy::DeployConfig>,
 }
 
 impl AppState {
@@ -53,12 +55,22 @@ impl AppState {
             auth: Arc::new(auth),
             limiter: Arc::new(limiter),
             live: Arc::new(LiveHub::default()),
+            deploy: Arc::new(crate::deploy::DeployConfig {
+                hpfeeds_port: 10000,
+                ..Default::default()
+            }),
         }
     }
 
     /// Uses `live` as the live event channel (the server shares it with ingest).
     pub fn with_live(mut self, live: Arc<LiveHub>) -> Self {
         self.live = live;
+        self
+    }
+
+    /// Uses `deploy` as the deployment settings.
+    pub fn with_deploy(mut self, deploy: crate::deploy::DeployConfig) -> Self {
+        self.deploy = Arc::new(deploy);
         self
     }
 }

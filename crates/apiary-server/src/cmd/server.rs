@@ -117,8 +117,11 @@ pub async fn run(settings: Settings) -> Result<()> {
 
     let metrics = metric_sources(&broker, store.clone(), ingest.as_ref());
     super::user::bootstrap_admin(&*store).await?;
+    seed_deploy_scripts(&*store).await;
     let app = apiary_web::router(
-        apiary_web::AppState::new(store.clone(), metrics).with_live(live.clone()),
+        apiary_web::AppState::new(store.clone(), metrics)
+            .with_live(live.clone())
+            .with_deploy(deploy_config(&settings)),
     );
     {
         let token = shutdown.clone();
@@ -294,5 +297,25 @@ pub fn geo_settings(settings: &Settings) -> apiary_geo::GeoSettings {
             asn: asn.clone(),
             ..found
         },
+    }
+}
+
+/// Deployment settings for the web app.
+fn deploy_config(s: &Settings) -> apiary_web::deploy::DeployConfig {
+    apiary_web::deploy::DeployConfig {
+        public_url: s.http.public_url.clone(),
+        hpfeeds_host: s.hpfeeds.public_host.clone(),
+        hpfeeds_port: s.hpfeeds.public_port.unwrap_or(s.hpfeeds.listen.port()),
+        sensor_binary: s.deploy.sensor_binary.clone(),
+    }
+}
+
+/// Creates the seeded deploy scripts that are missing (first start, or after an upgrade
+/// that adds one).
+async fn seed_deploy_scripts(store: &dyn apiary_store::Store) {
+    match apiary_web::deploy::seed(store).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(scripts = n, "seeded deploy scripts"),
+        Err(e) => tracing::warn!(error = ?e, "cannot seed deploy scripts"),
     }
 }

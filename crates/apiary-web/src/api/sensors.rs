@@ -57,9 +57,18 @@ pub async fn list(State(st): State<AppState>, c: Caller, p: Params) -> AppResult
 /// identifier and secret (shown to this call; later only to admins).
 pub async fn create(
     State(st): State<AppState>,
-    c: Caller,
+    c: Result<Caller, AppError>,
+    headers: axum::http::HeaderMap,
+    crate::auth::ClientIp(client_ip): crate::auth::ClientIp,
     AppJson(body): AppJson<Map<String, Value>>,
 ) -> AppResult<Json<Value>> {
+    // A deploy script (or MHN's registration flow) brings an enrollment token instead of
+    // an admin's credentials.
+    let c = match (c, crate::deploy::enrollment_from(&headers, &body)) {
+        (Ok(c), _) if c.is_admin() => c,
+        (_, Some(token)) => return crate::deploy::enroll(&st, &token, &body, client_ip).await,
+        (c, None) => c?,
+    };
     c.require_api_write()?;
     let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
     let missing: Vec<&str> = ["name", "hostname", "honeypot"]

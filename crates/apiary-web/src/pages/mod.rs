@@ -6,6 +6,7 @@
 pub mod attacker;
 pub mod attacks;
 pub mod dashboard;
+pub mod deploy;
 pub mod login;
 pub mod map;
 pub mod payloads;
@@ -105,6 +106,7 @@ pub fn layout(title: &str, c: &Caller, body: Markup) -> Markup {
                 a href="/ui/attacks/" { "Attacks" }
                 a href="/ui/payloads/" { "Payloads" }
                 a href="/ui/sensors/" { "Sensors" }
+                a href="/ui/deploy/" { "Deploy" }
                 a href="/ui/settings/" { "Settings" }
                 span.me { (c.user.email) " (" (c.user.role.as_str()) ")" }
                 form method="post" action="/ui/logout/" {
