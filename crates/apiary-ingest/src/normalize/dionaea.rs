@@ -51,6 +51,50 @@ pub fn connections(raw: &RawEvent, out: &mut Vec<Normalized>) -> Result<()> {
     Ok(())
 }
 
+/// One line of dionaea's own JSON log (its `log_json` handler), forwarded by apiary-sensor
+/// on `dionaea.json`: `{timestamp, src_ip, src_port, dst_ip, dst_port, connection: {type,
+/// transport, protocol}, credentials?: [{username, password}]}`. Same rules as
+/// [`connections`]: `listen` and `connect` records are not attacks.
+pub fn json_log(raw: &RawEvent, out: &mut Vec<Normalized>) -> Result<()> {
+    let o = f::json_object(raw)?;
+    let conn = f::obj_field(&o, "connection")?;
+    let field = |name: &'static str, max: usize| -> Result<Option<String>> {
+        match conn {
+            Some(c) => f::text(c, name, max),
+            None => Ok(None),
+        }
+    };
+    let ctype = field("type", 32)?;
+    if matches!(ctype.as_deref(), Some("listen" | "connect")) {
+        return Ok(());
+    }
+    let ts = f::time_field(&o, "timestamp", raw.received_at)?;
+    let mut s = f::new_session(raw, "dionaea", ts);
+    s.source_ip = Some(f::source_ip(&o, "src_ip")?);
+    s.source_port = f::port(&o, "src_port")?;
+    s.destination_ip = f::ip(&o, "dst_ip")?;
+    s.destination_port = f::port(&o, "dst_port")?;
+    let module = field("protocol", 64)?;
+    s.protocol = module
+        .as_deref()
+        .and_then(service_of_module)
+        .map(str::to_string)
+        .or_else(|| {
+            s.destination_port
+                .and_then(f::port_service)
+                .map(str::to_string)
+        })
+        .or_else(|| module.as_deref().and_then(f::proto_label));
+    s.details.credentials = f::credential_list(&o, "credentials")?;
+    let transport = field("transport", 16)?;
+    s.details.extra = f::extra(vec![
+        ("connection_type", ctype.map(|c| json!(c))),
+        ("transport", transport.map(|t| json!(t))),
+    ]);
+    f::push_session(out, s);
+    Ok(())
+}
+
 /// Service name of a dionaea protocol module.
 fn service_of_module(module: &str) -> Option<&'static str> {
     Some(match module {
@@ -313,5 +357,28 @@ mod tests {
             fail("mwbinary.dionaea.sensorunique", b""),
             NormalizeError::BadPayload("empty file")
         );
+    }
+
+    #[test]
+    fn json_log_lines() {
+        let s = one_session(
+            "dionaea.json",
+            r#"{"timestamp": "2024-05-01T11:59:00.5", "src_ip": "::ffff:198.51.100.23", "src_port": 51912,
+                "dst_ip": "203.0.113.5", "dst_port": 21,
+                "connection": {"type": "accept", "transport": "tcp", "protocol": "ftpd"},
+                "credentials": [{"username": "anonymous", "password": "<script>"}]}"#,
+        );
+        assert_eq!(s.source_ip, ip("198.51.100.23"));
+        assert_eq!(s.destination_port, Some(21));
+        assert_eq!(s.protocol.as_deref(), Some("ftp"));
+        assert_eq!(s.details.credentials[0].password, "<script>");
+        let mut out = vec![];
+        let listen = raw(
+            "dionaea.json",
+            r#"{"src_ip": "", "connection": {"type": "listen", "protocol": "smbd"}}"#,
+        );
+        super::super::normalize(&listen, &mut out).unwrap();
+        assert!(out.is_empty());
+        assert!(super::super::normalize(&raw("dionaea.json", "[1]"), &mut out).is_err());
     }
 }

@@ -101,6 +101,7 @@ pub fn known_channels() -> &'static [&'static str] {
         "dionaea.capture.anon",
         "dionaea.captures",
         "dionaea.connections",
+        "dionaea.json",
         "drupot.events",
         "elastichoney.events",
         "glastopf.events",
@@ -141,6 +142,7 @@ pub fn normalize(raw: &RawEvent, out: &mut Vec<Normalized>) -> Result<()> {
             dionaea::capture(raw, &mut mine)
         }
         "dionaea.connections" => dionaea::connections(raw, &mut mine),
+        "dionaea.json" => dionaea::json_log(raw, &mut mine),
         "drupot.events" => agave::drupot(raw, &mut mine),
         "elastichoney.events" => elastichoney::events(raw, &mut mine),
         "glastopf.events" => glastopf::events(raw, &mut mine),
