@@ -29,6 +29,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub mod deploy;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sqlite;
 pub mod types;
 
@@ -373,7 +375,8 @@ pub trait Store: Send + Sync {
 /// Opens (creating and migrating if needed) the store named by `url`:
 /// - `sqlite://PATH` — a file; its directory must exist.
 /// - `sqlite::memory:` — a private in-memory database (tests).
-/// - `postgres://…` — not built yet.
+/// - `postgres://user[:password]@host[:port]/db` (or `postgresql://`) — PostgreSQL
+///   (cargo feature `postgres`, on by default); no TLS yet.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
     if url == "sqlite::memory:" || url == "sqlite://:memory:" {
         let store = sqlite::SqliteStore::open(None).await?;
@@ -389,8 +392,11 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
         return Ok(Arc::new(store));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        #[cfg(feature = "postgres")]
+        return Ok(Arc::new(postgres::PgStore::open(url).await?));
+        #[cfg(not(feature = "postgres"))]
         return Err(StoreError::Invalid(
-            "the PostgreSQL backend is not built yet; use sqlite://PATH".into(),
+            "this build has no PostgreSQL backend (cargo feature `postgres`)".into(),
         ));
     }
     let scheme = url.split_once(':').map_or(url, |(s, _)| s);

@@ -1,6 +1,7 @@
 //! The store contract: one suite of async functions over `Arc<dyn Store>`, run against
 //! every backend. `sqlite::memory:` and a temp-file SQLite always run; PostgreSQL runs when
-//! `APIARY_TEST_DATABASE_URL` is set (and is skipped otherwise).
+//! `APIARY_TEST_DATABASE_URL` is set (and is skipped otherwise), each test in a fresh
+//! schema that is dropped afterwards.
 //!
 //! Every test expects an empty database.
 
@@ -51,7 +52,7 @@ macro_rules! contract {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let Some(store) = super::common::postgres().await else {
+                    let Some((store, _schema)) = super::common::postgres().await else {
                         return;
                     };
                     super::$name(store.clone()).await;
@@ -1343,7 +1344,11 @@ async fn open_rejects_bad_urls() {
     };
     let missing = err(open("sqlite:///nonexistent-dir-apiary/sub/apiary.db").await);
     assert!(missing.contains("/nonexistent-dir-apiary/sub"), "{missing}");
-    assert!(err(open("postgres://u:pw@localhost/apiary").await).contains("not built yet"));
+    // Nothing listens on port 1: a connection error that names the server, not the password.
+    let pg = err(open("postgres://u:hunter2@127.0.0.1:1/apiary").await);
+    assert!(pg.contains("127.0.0.1") && !pg.contains("hunter2"), "{pg}");
+    let pg = err(open("postgres://u:hunter2@127.0.0.1:notaport/apiary").await);
+    assert!(!pg.contains("hunter2"), "{pg}");
     let mysql = err(open("mysql://u:hunter2@h/db").await);
     assert!(
         mysql.contains("mysql") && !mysql.contains("hunter2"),

@@ -1,0 +1,104 @@
+//! Versioned migrations: `migrations/postgres/NNNN_name.sql`, embedded, numbered like the
+//! SQLite ones (a step SQLite needed and PostgreSQL does not is a no-op file), applied in
+//! one transaction under an advisory lock and recorded in `schema_migrations`.
+
+use deadpool_postgres::GenericClient;
+
+use crate::{Result, StoreError};
+
+/// (version, name, SQL). Append only; never edit an applied file.
+const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "accounts",
+        include_str!("../../migrations/postgres/0002_accounts.sql"),
+    ),
+    (
+        3,
+        "ingest_speed",
+        include_str!("../../migrations/postgres/0003_ingest_speed.sql"),
+    ),
+    (
+        4,
+        "source_by_day",
+        include_str!("../../migrations/postgres/0004_source_by_day.sql"),
+    ),
+    (
+        5,
+        "deploy",
+        include_str!("../../migrations/postgres/0005_deploy.sql"),
+    ),
+];
+
+/// Advisory lock class of migrations (the second key is the schema's hash).
+const LOCK_CLASS: i32 = 0x4150_0001;
+
+/// Applies what is missing and returns the resulting schema version.
+pub(super) async fn migrate(c: &mut deadpool_postgres::Client) -> Result<u32> {
+    let tx = c.transaction().await?;
+    // Serializes concurrent `apiary` processes migrating the same schema.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext(coalesce(current_schema(), '')))",
+        &[&LOCK_CLASS],
+    )
+    .await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    INTEGER PRIMARY KEY,
+             name       TEXT NOT NULL,
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+         )",
+    )
+    .await?;
+    let current: i32 = tx
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+        )
+        .await?
+        .get(0);
+    let current = current as u32;
+    let latest = MIGRATIONS.last().map_or(0, |m| m.0);
+    if current > latest {
+        return Err(StoreError::Other(format!(
+            "database schema version {current} is newer than this build knows ({latest}); \
+             upgrade apiary"
+        )));
+    }
+    for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        tx.batch_execute(sql)
+            .await
+            .map_err(|e| StoreError::Other(format!("migration {version:04}_{name} failed: {e}")))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            &[&(version as i32), &name],
+        )
+        .await?;
+        tracing::info!(version, name, "applied migration");
+    }
+    tx.commit().await?;
+    Ok(latest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_like_sqlite() {
+        assert!(MIGRATIONS.windows(2).all(|w| w[0].0 < w[1].0));
+        assert_eq!(MIGRATIONS.len() as u32, MIGRATIONS.last().unwrap().0);
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
+        let sqlite = std::fs::read_dir(dir).unwrap().count();
+        assert_eq!(
+            sqlite,
+            MIGRATIONS.len(),
+            "every SQLite migration needs a PostgreSQL counterpart with the same number"
+        );
+    }
+}
