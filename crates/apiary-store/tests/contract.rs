@@ -78,6 +78,8 @@ contract!(
     renormalize_replaces,
     raw_browsing,
     metrics_figures,
+    accounts_crud,
+    deploy_scripts_and_tokens,
 );
 
 fn ident(name: &str, secret: &str) -> Ident {
@@ -1334,6 +1336,186 @@ async fn metrics_figures(store: Arc<dyn Store>) {
     let _ = store.database_size_bytes().await.unwrap();
 }
 
+async fn accounts_crud(store: Arc<dyn Store>) {
+    use apiary_model::{Role, WebSession};
+    assert_eq!(store.count_users().await.unwrap(), 0);
+    let a = store
+        .create_user(" Alice@Example.org ", Role::Admin, "$argon2id$a")
+        .await
+        .unwrap();
+    assert_eq!(a.email, "Alice@Example.org");
+    assert!(matches!(
+        store
+            .create_user("alice@example.ORG", Role::Analyst, "x")
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.create_user("  ", Role::Analyst, "x").await,
+        Err(StoreError::Invalid(_))
+    ));
+    let b = store
+        .create_user("bob@example.org", Role::Analyst, "$argon2id$b")
+        .await
+        .unwrap();
+    assert_eq!(store.count_users().await.unwrap(), 2);
+    assert_eq!(store.user_by_id(a.id).await.unwrap(), Some(a.clone()));
+    let (u, hash) = store
+        .user_with_password("alice@example.org")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((u.id, hash.as_str()), (a.id, "$argon2id$a"));
+    assert_eq!(
+        store.list_users().await.unwrap(),
+        vec![a.clone(), b.clone()]
+    );
+    store.set_password(b.id, "$argon2id$b2").await.unwrap();
+    store.set_role(b.id, Role::Admin).await.unwrap();
+    assert_eq!(
+        store.user_by_id(b.id).await.unwrap().unwrap().role,
+        Role::Admin
+    );
+    assert!(matches!(
+        store.set_role(9999, Role::Admin).await,
+        Err(StoreError::NotFound)
+    ));
+
+    let k = store
+        .create_api_key(a.id, "hash-a", "apk_1234", "ci")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.list_api_keys(Some(a.id)).await.unwrap(),
+        vec![k.clone()]
+    );
+    assert_eq!(store.list_api_keys(None).await.unwrap().len(), 1);
+    assert_eq!(
+        store.user_by_api_key("hash-a").await.unwrap().map(|u| u.id),
+        Some(a.id)
+    );
+    assert!(!store.delete_api_key(k.id, Some(b.id)).await.unwrap());
+    assert!(store.delete_api_key(k.id, Some(a.id)).await.unwrap());
+    assert_eq!(store.user_by_api_key("hash-a").await.unwrap(), None);
+
+    let now = Utc::now();
+    let ws = |token: &str, expires: DateTime<Utc>| WebSession {
+        token_hash: token.into(),
+        user_id: a.id,
+        csrf: "c".into(),
+        created_at: DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap(),
+        expires_at: DateTime::from_timestamp_micros(expires.timestamp_micros()).unwrap(),
+    };
+    store
+        .create_web_session(&ws("live", now + Duration::hours(1)))
+        .await
+        .unwrap();
+    store
+        .create_web_session(&ws("old", now - Duration::hours(1)))
+        .await
+        .unwrap();
+    let (got, user) = store.web_session("live").await.unwrap().unwrap();
+    assert_eq!((got, user.id), (ws("live", now + Duration::hours(1)), a.id));
+    assert!(store.web_session("old").await.unwrap().is_none());
+    store.delete_web_session("nope").await.unwrap();
+    assert_eq!(store.delete_user_sessions(a.id).await.unwrap(), 2);
+    store
+        .create_web_session(&ws("again", now + Duration::hours(1)))
+        .await
+        .unwrap();
+    assert!(store.delete_user(a.id).await.unwrap());
+    assert!(!store.delete_user(a.id).await.unwrap());
+    assert!(store.web_session("again").await.unwrap().is_none());
+    assert_eq!(store.count_users().await.unwrap(), 1);
+}
+
+async fn deploy_scripts_and_tokens(store: Arc<dyn Store>) {
+    use apiary_store::NewEnrollmentToken;
+    let s = store
+        .create_deploy_script("Cowrie", "cowrie", "echo 1\n", "first", "a@x")
+        .await
+        .unwrap();
+    assert_eq!(s.version, 1);
+    assert!(matches!(
+        store
+            .create_deploy_script("Cowrie", "cowrie", "x", "", "")
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let s2 = store
+        .update_deploy_script(s.id, "echo 2\n", "second", "b@x")
+        .await
+        .unwrap();
+    assert_eq!((s2.version, s2.body.as_str()), (2, "echo 2\n"));
+    assert_eq!(store.deploy_script(s.id).await.unwrap(), Some(s2.clone()));
+    let versions = store.deploy_script_versions(s.id).await.unwrap();
+    assert_eq!(
+        versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        vec![2, 1]
+    );
+    assert!(matches!(
+        store.update_deploy_script(999, "x", "", "").await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.list_deploy_scripts().await.unwrap(), vec![s2]);
+
+    let new = |hash: &str, script_id: i64| NewEnrollmentToken {
+        script_id,
+        token_hash: hash.into(),
+        prefix: "tok_".into(),
+        label: "lab".into(),
+        created_by: "a@x".into(),
+        expires_at: Utc::now() + Duration::hours(1),
+    };
+    assert!(matches!(
+        store.create_enrollment_token(&new("h0", 999)).await,
+        Err(StoreError::NotFound)
+    ));
+    let t = store
+        .create_enrollment_token(&new("h1", s.id))
+        .await
+        .unwrap();
+    assert!(t.is_valid(Utc::now()) && t.uses == 0);
+    assert_eq!(store.enrollment_token("h1").await.unwrap(), Some(t.clone()));
+    assert_eq!(
+        store
+            .list_enrollment_tokens(Some(s.id))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    store.create_sensor(&sensor("u1", "alpha")).await.unwrap();
+    assert_eq!(store.enrolled_sensor(t.id, "host").await.unwrap(), None);
+    store
+        .record_enrollment(t.id, "host", "u1", Utc::now())
+        .await
+        .unwrap();
+    store
+        .record_enrollment(t.id, "host", "u1", Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .enrolled_sensor(t.id, "host")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("u1")
+    );
+    assert_eq!(
+        store.sensor_enrollment_token("u1").await.unwrap(),
+        Some(t.id)
+    );
+    assert_eq!(store.enrollment_token("h1").await.unwrap().unwrap().uses, 2);
+    assert!(store.revoke_enrollment_token(t.id).await.unwrap());
+    assert!(!store.revoke_enrollment_token(999).await.unwrap());
+    assert!(store.enrollment_token("h1").await.unwrap().unwrap().revoked);
+    // The enrollment is forgotten once its sensor is gone.
+    store.delete_sensor("u1").await.unwrap();
+    assert_eq!(store.enrolled_sensor(t.id, "host").await.unwrap(), None);
+}
+
 // ---- backend-independent checks of open() and of file persistence ----
 
 #[tokio::test]
@@ -1431,4 +1613,82 @@ async fn reads_proceed_while_writing() {
         10_000
     );
     store.close().await;
+}
+
+// ---- PostgreSQL only: persistence across stores and concurrent writers ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_survives_reopen_and_concurrent_writers() {
+    let Some((store, schema)) = postgres().await else {
+        return;
+    };
+    // Writers in parallel (the pool has several connections): shared roll-up, counter and
+    // side rows must neither deadlock nor lose increments.
+    let mut writers = Vec::new();
+    for seed in 0..6u64 {
+        let store = store.clone();
+        writers.push(tokio::spawn(async move {
+            for round in 0..5u64 {
+                let mut items = items_for(&gen_sessions(seed * 10 + round, 200, 24));
+                items.push(IngestItem {
+                    raw: raw("dionaea.capture", "sensor-a", base(), b"{}"),
+                    outcome: Ok(vec![Normalized::Url(UrlRecord {
+                        url: "http://evil.example/x".into(),
+                        file_sha512: vec![],
+                    })]),
+                });
+                store.insert_batch(items).await.unwrap();
+            }
+        }));
+    }
+    let mut reads = 0;
+    while !writers.iter().all(|w| w.is_finished()) {
+        let n = store
+            .total_sessions(base(), base() + Duration::hours(24))
+            .await
+            .unwrap();
+        assert!(n % 200 == 0, "a reader saw a half-written batch: {n}");
+        reads += 1;
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert!(reads > 0);
+    let total = 6 * 5 * 200;
+    assert_eq!(
+        store
+            .total_sessions(base(), base() + Duration::hours(24))
+            .await
+            .unwrap(),
+        total
+    );
+    let (urls, _) = store.urls(Page::first(10)).await.unwrap();
+    assert_eq!(urls.len(), 1);
+    assert_eq!(urls[0].count, 30);
+    store.upsert_ident(&ident("a", "s")).await.unwrap();
+    let version = store.idents_version().await.unwrap();
+    let schema_version = store.migrate().await.unwrap();
+    assert!(store.database_size_bytes().await.unwrap() > 0);
+    store.close().await;
+    assert!(
+        store.list_idents().await.is_err(),
+        "closed store refuses work"
+    );
+    store.close().await; // idempotent
+
+    // A second store on the same schema sees everything.
+    let url = std::env::var("APIARY_TEST_DATABASE_URL").unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let again = open(&format!(
+        "{url}{sep}options=-c%20search_path%3D{}",
+        schema.name()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(again.migrate().await.unwrap(), schema_version);
+    assert_eq!(again.idents_version().await.unwrap(), version);
+    let counts: HashMap<String, u64> = again.table_counts().await.unwrap().into_iter().collect();
+    assert_eq!(counts["sessions"], total);
+    assert_eq!(counts["raw_messages"], total + 30);
+    again.close().await;
 }

@@ -31,6 +31,11 @@ pub struct PgSchema {
 }
 
 impl PgSchema {
+    /// The schema's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     async fn create(url: &str) -> Self {
         use std::sync::atomic::{AtomicU64, Ordering};
         static NEXT: AtomicU64 = AtomicU64::new(0);
