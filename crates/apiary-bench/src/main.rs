@@ -48,6 +48,7 @@ mod brokers;
 mod hist;
 mod idle;
 mod load;
+mod sensor;
 mod serve;
 mod wire;
 
@@ -73,6 +74,8 @@ struct Cli {
 enum Cmd {
     /// Benchmark our hpfeeds broker against the Python reference broker.
     Broker(BrokerArgs),
+    /// Benchmark apiary-sensor against OpenCanary (RSS, 10k held connections, accept rate).
+    Sensor(sensor::SensorArgs),
     /// Run our broker in this process (used by `broker`; prints `LISTENING <port>`).
     #[command(hide = true)]
     ServeBroker {
@@ -160,6 +163,7 @@ fn main() -> ExitCode {
             queue_frames,
         } => serve::serve(&listen, &idents, threads, backlog, queue_frames),
         Cmd::Broker(args) => bench(args),
+        Cmd::Sensor(args) => sensor::run(args),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
