@@ -25,6 +25,9 @@ pub struct IngestItem {
 pub struct BatchResult {
     /// Store ids of the raw messages, in batch order.
     pub raw_ids: Vec<i64>,
+    /// Store ids of the sessions inserted, in batch order (each message's sessions in
+    /// record order); empty for re-normalization.
+    pub session_ids: Vec<i64>,
     /// Sessions inserted.
     pub sessions: u64,
     /// Side records (files, urls, dorks, metadata) upserted.

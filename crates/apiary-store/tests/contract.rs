@@ -252,6 +252,18 @@ async fn batch_round_trip(store: Arc<dyn Store>) {
     want.id = stored.id;
     want.raw_id = Some(r.raw_ids[0]);
     assert_eq!(stored, &want);
+    // Session ids come back in record order.
+    assert_eq!(r.session_ids.len(), 2);
+    assert_eq!(Some(r.session_ids[0]), stored.id);
+    assert_eq!(
+        store
+            .session(r.session_ids[1])
+            .await
+            .unwrap()
+            .unwrap()
+            .source_ip,
+        second.source_ip
+    );
     assert_eq!(
         store.session(stored.id.unwrap()).await.unwrap().as_ref(),
         Some(&want)

@@ -250,10 +250,10 @@ const SESSION_TYPES: [Type; 22] = [
 ];
 
 /// Inserts sessions (with `raw` holding raw ids) and their credentials with binary COPY;
-/// returns (sessions, credentials) written.
-async fn copy_sessions(tx: &Transaction<'_>, news: &[NewSession<'_>]) -> Result<(i64, i64)> {
+/// returns (ids of the sessions, credentials written).
+async fn copy_sessions(tx: &Transaction<'_>, news: &[NewSession<'_>]) -> Result<(Vec<i64>, i64)> {
     if news.is_empty() {
-        return Ok((0, 0));
+        return Ok((Vec::new(), 0));
     }
     let ids = next_ids(tx, "sessions_id_seq", news.len()).await?;
     let sink = tx
@@ -332,7 +332,7 @@ async fn copy_sessions(tx: &Transaction<'_>, news: &[NewSession<'_>]) -> Result<
         }
         w.as_mut().finish().await?;
     }
-    Ok((news.len() as i64, creds))
+    Ok((ids, creds))
 }
 
 /// Where the side records of one raw message come from.
@@ -567,13 +567,15 @@ pub(super) async fn insert_batch(
     for n in &mut news {
         n.raw = raw_ids[n.raw as usize];
     }
-    let (sessions, creds) = copy_sessions(&tx, &news).await?;
+    let (session_ids, creds) = copy_sessions(&tx, &news).await?;
+    let sessions = session_ids.len() as i64;
     drop(news);
 
     // Shared rows from here on: one writer at a time.
     lock_writers(&tx).await?;
     let mut out = BatchResult {
         raw_ids: raw_ids.clone(),
+        session_ids,
         sessions: sessions as u64,
         ..BatchResult::default()
     };
@@ -742,6 +744,7 @@ pub(super) async fn renormalize_batch(
         }
     }
     let (added, added_creds) = copy_sessions(&tx, &news).await?;
+    let added = added.len() as i64;
     drop(news);
     rollups.flush(&tx).await?;
     bump_counters(

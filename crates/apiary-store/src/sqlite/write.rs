@@ -310,6 +310,8 @@ struct Writer<'c> {
     sessions: i64,
     credentials: i64,
     side: u64,
+    /// Ids of the sessions inserted, in order.
+    session_ids: Vec<i64>,
 }
 
 /// Where the records of one raw message come from.
@@ -339,6 +341,7 @@ impl<'c> Writer<'c> {
             sessions: 0,
             credentials: 0,
             side: 0,
+            session_ids: Vec::new(),
         })
     }
 
@@ -388,6 +391,7 @@ impl<'c> Writer<'c> {
             p.details,
         ])?;
         self.sessions += 1;
+        self.session_ids.push(id);
         for (seq, cr) in s.details.credentials.iter().enumerate() {
             self.credential
                 .execute(params![id, seq as i64, ts, cr.username, cr.password])?;
@@ -524,6 +528,7 @@ pub(super) fn insert_batch(
             Err(_) => out.errors += 1,
         }
     }
+    out.session_ids = std::mem::take(&mut w.session_ids);
     let (sessions, side) = w.finish(&tx, batch.len() as i64)?;
     out.sessions = sessions;
     out.side_records = side;
