@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`router`]: `router(state)`, the one place that lists every route.
+//! - [`cache`]: a short-lived single-flight cache (dashboard figures).
 //! - [`state`]: what handlers share (store, metric sources, sign-in settings).
 //! - [`auth`]: passwords, browser sessions, API keys, CSRF, roles, sign-in rate limits;
 //!   the [`auth::Caller`] extractor.
@@ -15,6 +16,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod cache;
 pub mod deploy;
 pub mod error;
 pub mod export;

@@ -1,8 +1,12 @@
 //! State shared by handlers.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use apiary_store::Store;
+
+use crate::cache::Cached;
+use crate::pages::dashboard::DashboardData;
 
 use crate::auth::{AuthConfig, LoginLimiter};
 use crate::live::LiveHub;
@@ -34,7 +38,14 @@ pub struct AppState {
     pub live: Arc<LiveHub>,
     /// Deployment settings (public URL, broker address, sensor binary).
     pub deploy: Arc<crate::deploy::DeployConfig>,
+    /// The dashboard's figures, shared by every viewer for a few seconds.
+    pub dashboard: Arc<Cached<DashboardData>>,
 }
+
+/// How long dashboard figures are reused before a refresh starts.
+pub const DASHBOARD_TTL: Duration = Duration::from_secs(5);
+/// How old dashboard figures may get while a refresh is running.
+pub const DASHBOARD_MAX_STALE: Duration = Duration::from_secs(60);
 
 impl AppState {
     /// State with default sign-in settings.
@@ -59,12 +70,19 @@ impl AppState {
                 hpfeeds_port: 10000,
                 ..Default::default()
             }),
+            dashboard: Arc::new(Cached::new(DASHBOARD_TTL, DASHBOARD_MAX_STALE)),
         }
     }
 
     /// Uses `live` as the live event channel (the server shares it with ingest).
     pub fn with_live(mut self, live: Arc<LiveHub>) -> Self {
         self.live = live;
+        self
+    }
+
+    /// Reuses dashboard figures for `ttl` (zero: compute them for every request).
+    pub fn with_dashboard_ttl(mut self, ttl: Duration) -> Self {
+        self.dashboard = Arc::new(Cached::new(ttl, DASHBOARD_MAX_STALE));
         self
     }
 

@@ -1,13 +1,15 @@
 //! `/` and `/ui/dashboard/`: the last 24 hours.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use apiary_store::{Dimension, SessionFilter};
+use apiary_store::{Dimension, HourCount, SessionFilter, Store};
 use axum::extract::State;
 use chrono::{Duration, Utc};
 use maud::{html, Markup};
 
 use crate::auth::PageCaller;
+use crate::error::AppError;
 use crate::query::{parse_net, Params};
 use crate::state::AppState;
 
@@ -32,43 +34,98 @@ fn top_list(
     }
 }
 
-/// `GET /ui/dashboard/`.
-pub async fn show(State(st): State<AppState>, PageCaller(c): PageCaller, _p: Params) -> PageResult {
+/// Everything the dashboard shows; computed once per cache period for every viewer.
+pub struct DashboardData {
+    total: u64,
+    hours: Vec<HourCount>,
+    ips: Vec<(String, u64)>,
+    ports: Vec<(String, u64)>,
+    honeypots: Vec<(String, u64)>,
+    sensors: Vec<(String, u64)>,
+    sigs: Vec<(String, u64)>,
+    users: Vec<(String, u64)>,
+    passwords: Vec<(String, u64)>,
+    /// Sensor ident → display name.
+    names: HashMap<String, String>,
+    /// Top source address → country code of its latest session.
+    countries: HashMap<String, String>,
+}
+
+/// Runs the dashboard's queries, all at once: each is a separate read (roll-up scans,
+/// the sensor list, one source-index probe per top address), and the SQLite backend has
+/// several reader connections, so the page takes about as long as its slowest query
+/// rather than their sum.
+async fn load(store: Arc<dyn Store>) -> Result<DashboardData, AppError> {
     let now = Utc::now();
     let since = now - Duration::hours(24);
-    let s = &*st.store;
-    let total = s.total_sessions(since, now).await?;
-    let hours = s.counts_per_hour(since, now, None).await?;
+    let s = &*store;
     let top = |d| s.top(d, since, now, 5);
-    let ips = top(Dimension::SourceIp).await?;
-    let ports = top(Dimension::DestinationPort).await?;
-    let honeypots = top(Dimension::Honeypot).await?;
-    let sensors = top(Dimension::Sensor).await?;
-    let sigs = top(Dimension::Signature).await?;
-    let users = top(Dimension::Username).await?;
-    let passwords = top(Dimension::Password).await?;
-    let names: HashMap<String, String> = s
-        .list_sensors()
-        .await?
-        .into_iter()
-        .map(|r| (r.ident, r.name))
-        .collect();
-    let mut countries = HashMap::new();
-    for (ip, _) in &ips {
-        let Some(net) = parse_net(ip) else { continue };
+    let (total, hours, ips, ports, honeypots, sensors, sigs, users, passwords, list) = futures::try_join!(
+        s.total_sessions(since, now),
+        s.counts_per_hour(since, now, None),
+        top(Dimension::SourceIp),
+        top(Dimension::DestinationPort),
+        top(Dimension::Honeypot),
+        top(Dimension::Sensor),
+        top(Dimension::Signature),
+        top(Dimension::Username),
+        top(Dimension::Password),
+        s.list_sensors(),
+    )?;
+    let names = list.into_iter().map(|r| (r.ident, r.name)).collect();
+    let lookups = ips.iter().filter_map(|(ip, _)| {
+        let net = parse_net(ip)?;
         let f = SessionFilter {
             source: Some(net),
             ..Default::default()
         };
-        let (rows, _) = s.sessions(f, apiary_store::Page::first(1)).await?;
-        if let Some(cc) = rows
-            .first()
-            .and_then(|r| r.source_geo.as_ref())
-            .and_then(|g| g.country_code.clone())
-        {
-            countries.insert(ip.clone(), cc);
-        }
-    }
+        Some(async move {
+            let (rows, _) = s.sessions(f, apiary_store::Page::first(1)).await?;
+            let cc = rows
+                .first()
+                .and_then(|r| r.source_geo.as_ref())
+                .and_then(|g| g.country_code.clone());
+            Ok::<_, apiary_store::StoreError>(cc.map(|cc| (ip.clone(), cc)))
+        })
+    });
+    let countries = futures::future::try_join_all(lookups)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+    Ok(DashboardData {
+        total,
+        hours,
+        ips,
+        ports,
+        honeypots,
+        sensors,
+        sigs,
+        users,
+        passwords,
+        names,
+        countries,
+    })
+}
+
+/// `GET /ui/dashboard/`.
+pub async fn show(State(st): State<AppState>, PageCaller(c): PageCaller, _p: Params) -> PageResult {
+    let store = st.store.clone();
+    let data = st.dashboard.get(move || load(store)).await?;
+    let DashboardData {
+        total,
+        hours,
+        ips,
+        ports,
+        honeypots,
+        sensors,
+        sigs,
+        users,
+        passwords,
+        names,
+        countries,
+    } = &*data;
+    let total = *total;
     let points: Vec<(String, u64)> = hours
         .iter()
         .map(|h| (h.hour.format("%m-%d %H:00").to_string(), h.count))
@@ -89,7 +146,7 @@ pub async fn show(State(st): State<AppState>, PageCaller(c): PageCaller, _p: Par
                 h2 { "Top 5 attacker IPs" }
                 @if ips.is_empty() { p { "None." } }
                 table {
-                    @for (ip, n) in &ips {
+                    @for (ip, n) in ips {
                         tr {
                             td { a href=(attacker_link(ip)) { (ip) } }
                             td { @if let Some(cc) = countries.get(ip) { a href=(report_link("country", cc)) { (cc) } } @else { "?" } }
@@ -98,12 +155,12 @@ pub async fn show(State(st): State<AppState>, PageCaller(c): PageCaller, _p: Par
                     }
                 }
             }
-            (top_list("Top 5 attacked ports", &ports, |v| report_link("destination_port", v), str::to_owned))
-            (top_list("Top 5 honeypots", &honeypots, |v| report_link("honeypot", v), str::to_owned))
-            (top_list("Top 5 sensors", &sensors, |v| report_link("identifier", v), |v| names.get(v).cloned().unwrap_or_else(|| v.to_owned())))
-            (top_list("Top 5 IDS signatures", &sigs, |v| report_link("signature", v), str::to_owned))
-            (top_list("Top 5 usernames", &users, |v| report_link("credential", v), str::to_owned))
-            (top_list("Top 5 passwords", &passwords, |v| report_link("credential", v), str::to_owned))
+            (top_list("Top 5 attacked ports", ports, |v| report_link("destination_port", v), str::to_owned))
+            (top_list("Top 5 honeypots", honeypots, |v| report_link("honeypot", v), str::to_owned))
+            (top_list("Top 5 sensors", sensors, |v| report_link("identifier", v), |v| names.get(v).cloned().unwrap_or_else(|| v.to_owned())))
+            (top_list("Top 5 IDS signatures", sigs, |v| report_link("signature", v), str::to_owned))
+            (top_list("Top 5 usernames", users, |v| report_link("credential", v), str::to_owned))
+            (top_list("Top 5 passwords", passwords, |v| report_link("credential", v), str::to_owned))
         }
     };
     Ok(Page(layout("Dashboard", &c, body)))
