@@ -94,7 +94,16 @@ async fn every_page_renders_for_admin_and_analyst() {
 
 #[tokio::test]
 async fn sensor_pages_add_rename_rotate_delete() {
-    let app = App::new().await;
+    let mut app = App::new().await;
+    // The settings to paste name the configured public broker address, not a default.
+    app.state = app
+        .state
+        .clone()
+        .with_deploy(apiary_web::deploy::DeployConfig {
+            hpfeeds_host: Some("hp.example.net".into()),
+            hpfeeds_port: 20443,
+            ..Default::default()
+        });
     let who = app.login(ADMIN).await;
     let csrf = csrf_of(&who);
     let r = app
@@ -116,6 +125,8 @@ async fn sensor_pages_add_rename_rotate_delete() {
     let ident = app.store.get_ident(&s.ident).await.unwrap().unwrap();
     let t = r.text();
     assert!(t.contains(&format!("HPFEEDS_IDENT={}", ident.ident)));
+    assert!(t.contains("HPFEEDS_HOST=hp.example.net\n"), "{t}");
+    assert!(t.contains("HPFEEDS_PORT=20443\n"), "{t}");
     assert!(t.contains(ident.secret.expose()));
     assert!(t.contains("dionaea.connections"));
     let list = app.get("/ui/sensors/", &who).await.text();

@@ -3,7 +3,7 @@
 use apiary_model::Ident;
 use apiary_store::SensorRecord;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
 use maud::{html, Markup};
@@ -69,37 +69,23 @@ pub async fn list(State(st): State<AppState>, PageCaller(c): PageCaller) -> Page
     Ok(Page(layout("Sensors", &c, body)))
 }
 
-fn hpfeeds_settings(host: &str, s: &SensorRecord, ident: &Ident) -> Markup {
+/// The settings to paste, with the broker address sensors reach: `hpfeeds.public_host`
+/// and `hpfeeds.public_port` when configured, else the public URL's or this request's host
+/// and the port the broker listens on (the same rules as the deploy scripts).
+fn hpfeeds_settings(st: &AppState, headers: &HeaderMap, s: &SensorRecord, ident: &Ident) -> Markup {
+    let host = crate::deploy::hpfeeds_host(&st.deploy, headers);
     html! {
         p.flash { "Copy the secret now: it is shown only on this page (admins can rotate it later)." }
         pre.secret {
             "HPFEEDS_HOST=" (host) "\n"
-            "HPFEEDS_PORT=10000\n"
+            "HPFEEDS_PORT=" (st.deploy.hpfeeds_port) "\n"
             "HPFEEDS_IDENT=" (ident.ident) "\n"
             "HPFEEDS_SECRET=" (ident.secret.expose()) "\n"
             "HPFEEDS_CHANNELS=" (ident.publish.join(",")) "\n"
             "SENSOR_UUID=" (s.uuid) "\n"
         }
-        p { "HPFEEDS_PORT is the broker's default; use the server's " code { "hpfeeds.listen" } " port if it differs." }
         p { a href="/ui/sensors/" { "Back to sensors" } }
     }
-}
-
-fn host_of(headers: &HeaderMap) -> String {
-    headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(|h| {
-            h.rsplit_once(':').map_or(h, |(a, b)| {
-                if b.chars().all(|c| c.is_ascii_digit()) {
-                    a
-                } else {
-                    h
-                }
-            })
-        })
-        .unwrap_or("this-server")
-        .to_owned()
 }
 
 /// The add-sensor form.
@@ -139,7 +125,7 @@ pub async fn add(
     Ok(Page(layout(
         &title,
         &c,
-        hpfeeds_settings(&host_of(&headers), &rec, &ident),
+        hpfeeds_settings(&st, &headers, &rec, &ident),
     )))
 }
 
@@ -223,6 +209,6 @@ pub async fn rotate(
     Ok(Page(layout(
         &title,
         &c,
-        hpfeeds_settings(&host_of(&headers), &rec, &ident),
+        hpfeeds_settings(&st, &headers, &rec, &ident),
     )))
 }
