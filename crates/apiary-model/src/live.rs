@@ -7,6 +7,7 @@
 //! address, else none (`sensor_location` is `null`; the map still logs the event and draws
 //! its attacker).
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -146,6 +147,73 @@ impl LiveEvent {
     }
 }
 
+/// Most events in one [`LiveChunk`]: bounds the memory a lagging client pins and the
+/// events it loses at once.
+pub const CHUNK_EVENTS: usize = 64;
+
+/// Consecutive live events on their way from ingest to the SSE clients. Each event is
+/// serialized once, as a complete Server-Sent Events frame, and every client writes the
+/// same bytes (`Bytes` clones share the buffer).
+#[derive(Debug)]
+pub struct LiveChunk {
+    /// Sequence number of the first event; events are numbered without gaps, so a client
+    /// that skipped chunks knows exactly how many events it lost.
+    pub first_seq: u64,
+    /// The events (for filtering).
+    pub events: Vec<LiveEvent>,
+    /// `event: attack\ndata: <json>\n\n` for each event, back to back.
+    pub sse: Bytes,
+    /// End offset in `sse` of each event's frame.
+    ends: Vec<usize>,
+}
+
+impl LiveChunk {
+    /// Serializes `events` (numbered from `first_seq`). Events that cannot be serialized
+    /// (none can: no maps with non-string keys) are sent as an empty frame-less slot.
+    pub fn new(first_seq: u64, events: Vec<LiveEvent>) -> Self {
+        let mut buf = Vec::with_capacity(events.len() * 512);
+        let mut ends = Vec::with_capacity(events.len());
+        for ev in &events {
+            let start = buf.len();
+            buf.extend_from_slice(b"event: attack\ndata: ");
+            // serde_json escapes control characters, so the JSON is a single line.
+            if serde_json::to_writer(&mut buf, ev).is_ok() {
+                buf.extend_from_slice(b"\n\n");
+            } else {
+                buf.truncate(start);
+            }
+            ends.push(buf.len());
+        }
+        Self {
+            first_seq,
+            events,
+            sse: Bytes::from(buf),
+            ends,
+        }
+    }
+
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Whether there are no events.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// Sequence number after the last event.
+    pub fn end_seq(&self) -> u64 {
+        self.first_seq + self.events.len() as u64
+    }
+
+    /// The SSE frame of event `i` (shares the chunk's buffer).
+    pub fn frame(&self, i: usize) -> Bytes {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        self.sse.slice(start..self.ends[i])
+    }
+}
+
 /// "ssh login root/123456", "http GET /x", "ids: ET SCAN ...", "smb 445", bounded.
 pub fn summary(s: &Session) -> String {
     let d = &s.details;
@@ -251,6 +319,32 @@ mod tests {
         let e = LiveEvent::from_session(&s, Some(7), None, None);
         assert_eq!(e.location_source, LocationSource::Destination);
         assert_eq!(e.raw_id, Some(7));
+    }
+
+    #[test]
+    fn chunk_frames_are_single_sse_events() {
+        let mut s = session();
+        s.details.commands.push("echo 'a\nb'\r\n".into());
+        let a = LiveEvent::from_session(&s, Some(1), None, None);
+        let mut b = a.clone();
+        b.raw_id = Some(2);
+        let c = LiveChunk::new(10, vec![a.clone(), b]);
+        assert_eq!((c.len(), c.end_seq()), (2, 12));
+        let mut joined = Vec::new();
+        for i in 0..c.len() {
+            let f = c.frame(i);
+            let text = std::str::from_utf8(&f).unwrap();
+            let json = text
+                .strip_prefix("event: attack\ndata: ")
+                .and_then(|t| t.strip_suffix("\n\n"))
+                .expect("one SSE frame");
+            assert!(!json.contains('\n') && !json.contains('\r'));
+            let back: LiveEvent = serde_json::from_str(json).unwrap();
+            assert_eq!(back.raw_id, Some(i as i64 + 1));
+            joined.extend_from_slice(&f);
+        }
+        assert_eq!(&joined[..], &c.sse[..]);
+        assert_eq!(LiveEvent::from_session(&s, Some(1), None, None), a);
     }
 
     #[test]

@@ -65,7 +65,8 @@ pub struct DeploySettings {
 #[serde(deny_unknown_fields, default)]
 pub struct MapSettings {
     /// The server's own latitude: where sensors without a configured location are drawn
-    /// (before falling back to the geolocation of their destination address).
+    /// (before falling back to the geolocation of their destination address). Unset: the
+    /// geolocation of `hpfeeds.public_host`, else of the host of `http.public_url`.
     pub server_latitude: Option<f64>,
     /// The server's own longitude.
     pub server_longitude: Option<f64>,

@@ -387,3 +387,64 @@ fn live_stream_geo_filters_auth_and_slow_clients() {
     assert!(lagged > 0, "the stalled client should have lagged");
     drop(stalled);
 }
+
+/// With no `map.server_latitude/longitude`, the server's public address
+/// (`hpfeeds.public_host`) is geolocated and sensors without a location of their own are
+/// drawn there; live events and history carry `location_source: "server"`. No event is
+/// dropped for lack of a location.
+#[test]
+fn server_location_defaults_to_the_public_host() {
+    let geo = geo_dir();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = prepare(dir.path());
+    // A config file, not the environment: the other test in this binary shares it.
+    let config = dir.path().join("apiary.toml");
+    std::fs::write(
+        &config,
+        format!("[geo]\ndir = {geo:?}\n\n[hpfeeds]\npublic_host = \"81.2.69.142\"\n"),
+    )
+    .unwrap();
+    let server = TestServer::start_in(dir, &["--config", config.to_str().unwrap()]);
+    let all = sse(server.http, "", Some(&key)).expect("sse");
+    settle();
+    let mut p = publisher(&server);
+    let got = {
+        let mut got = vec![];
+        for _ in 0..30 {
+            // hostIP 10.0.0.5: private, so the sensor has no location of its own.
+            p.publish("sensor-live", "cowrie.sessions", &cowrie("8.8.8.8", "root"));
+            got = all.attacks(1, Duration::from_millis(500));
+            if !got.is_empty() {
+                break;
+            }
+            p = publisher(&server);
+        }
+        got.pop().expect("live event")
+    };
+    assert_eq!(got["location_source"], "server", "{got}");
+    let (lat, lon) = (
+        got["sensor_location"]["lat"].as_f64().unwrap(),
+        got["sensor_location"]["lon"].as_f64().unwrap(),
+    );
+    // 81.2.69.142 is in the United Kingdom.
+    assert!(
+        (49.0..61.0).contains(&lat) && (-9.0..2.5).contains(&lon),
+        "{got}"
+    );
+    assert!(
+        got["session_id"].is_i64(),
+        "live events carry their session id: {got}"
+    );
+    let (status, body) = http_get(
+        server.http,
+        &format!("/api/live/history?minutes=5&api_key={key}"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let h: Value = serde_json::from_str(&body).unwrap();
+    let evs = h["events"].as_array().unwrap();
+    assert!(!evs.is_empty(), "{body}");
+    for ev in evs {
+        assert_eq!(ev["location_source"], "server", "{ev}");
+        assert_eq!(ev["session_id"], got["session_id"], "{ev}");
+    }
+}

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use apiary_broker::router::ChannelFilter;
 use apiary_broker::{Broker, BrokerConfig};
 use apiary_ingest::pipeline::{Pipeline, PipelineConfig};
+use apiary_model::live::LatLon;
 use apiary_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -80,16 +81,24 @@ pub async fn run(settings: Settings) -> Result<()> {
     let shutdown = CancellationToken::new();
     let tracker = tokio_util::task::TaskTracker::new();
 
+    let geo = Arc::new(open_geo(&settings));
     // Live map: committed sessions are broadcast to /api/live clients. The buffer holds at
     // least one whole batch, so a client that keeps up never loses part of a batch.
     let live = Arc::new(apiary_web::live::LiveHub::new(
         settings.map.live_buffer.max(settings.ingest.batch_size),
-        settings.map.server_location(),
+        server_location(&settings, &geo).await,
     ));
 
     // Ingest: the broker's lossless in-process subscription → normalize → store.
     let ingest = if settings.ingest.enabled {
-        let handle = start_ingest(&settings, &broker, store.clone(), &live, shutdown.clone())?;
+        let handle = start_ingest(
+            &settings,
+            &broker,
+            store.clone(),
+            &live,
+            geo,
+            shutdown.clone(),
+        )?;
         Some(handle)
     } else {
         warn!("ingest disabled: messages are relayed but not stored");
@@ -225,14 +234,8 @@ async fn shutdown_signal() {
     }
 }
 
-/// Starts the ingest pipeline on the broker's lossless in-process subscription.
-fn start_ingest(
-    settings: &Settings,
-    broker: &Broker,
-    store: Arc<dyn Store>,
-    live: &apiary_web::live::LiveHub,
-    _shutdown: CancellationToken,
-) -> Result<Pipeline> {
+/// The geolocation databases, or none (with a warning).
+fn open_geo(settings: &Settings) -> apiary_geo::GeoDb {
     let geo = match apiary_geo::GeoDb::open(&geo_settings(settings)) {
         Ok(db) => db,
         Err(e) => {
@@ -245,13 +248,87 @@ fn start_ingest(
     } else {
         info!(geo = %geo.status(), "geolocation enabled");
     }
+    geo
+}
+
+/// The host part of `http.public_url` (`https://[2001:db8::1]:8443/x` → `2001:db8::1`).
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => authority.split(':').next()?,
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+/// Where the live map draws sensors that have no location of their own: `map.server_latitude`
+/// / `server_longitude` when set, else the geolocation of the server's public address
+/// (`hpfeeds.public_host`, else the host of `http.public_url`; a name is resolved, with a
+/// short timeout). Private or unknown addresses give none: such sensors are then placed at
+/// their destination address's location when it has one, and their events are shown
+/// (attacker and log line) either way.
+async fn server_location(settings: &Settings, geo: &apiary_geo::GeoDb) -> Option<LatLon> {
+    if let Some(l) = settings.map.server_location() {
+        return Some(l);
+    }
+    let host = settings
+        .hpfeeds
+        .public_host
+        .as_deref()
+        .filter(|h| !h.is_empty())
+        .or_else(|| settings.http.public_url.as_deref().and_then(url_host))?;
+    let addrs: Vec<std::net::IpAddr> = match host.parse() {
+        Ok(ip) => vec![ip],
+        Err(_) => {
+            match tokio::time::timeout(Duration::from_secs(3), tokio::net::lookup_host((host, 0)))
+                .await
+            {
+                Ok(Ok(it)) => it.map(|a| a.ip()).collect(),
+                _ => {
+                    warn!(%host, "live map: cannot resolve the public host; set map.server_latitude/longitude");
+                    return None;
+                }
+            }
+        }
+    };
+    let found = addrs.iter().find_map(|ip| {
+        let g = geo.lookup(*ip)?;
+        match (g.latitude, g.longitude) {
+            (Some(lat), Some(lon)) if lat.is_finite() && lon.is_finite() => {
+                Some((*ip, LatLon { lat, lon }))
+            }
+            _ => None,
+        }
+    });
+    match found {
+        Some((ip, l)) => {
+            info!(%host, %ip, lat = l.lat, lon = l.lon, "live map: server located from its public address");
+            Some(l)
+        }
+        None => {
+            info!(%host, "live map: the public address does not geolocate; set map.server_latitude/longitude to place sensors without a location");
+            None
+        }
+    }
+}
+
+/// Starts the ingest pipeline on the broker's lossless in-process subscription.
+fn start_ingest(
+    settings: &Settings,
+    broker: &Broker,
+    store: Arc<dyn Store>,
+    live: &apiary_web::live::LiveHub,
+    geo: Arc<apiary_geo::GeoDb>,
+    _shutdown: CancellationToken,
+) -> Result<Pipeline> {
     let source = broker.subscribe_internal(ChannelFilter::All, settings.ingest.queue);
-    let publisher =
-        apiary_ingest::live::LivePublisher::new(live.sender(), settings.map.server_location());
+    let publisher = apiary_ingest::live::LivePublisher::new(live.sender(), live.server_location);
     Ok(Pipeline::spawn_live(
         source,
         store,
-        Arc::new(geo),
+        geo,
         PipelineConfig {
             batch_size: settings.ingest.batch_size,
             batch_delay: Duration::from_millis(settings.ingest.batch_delay_ms),
@@ -317,5 +394,24 @@ async fn seed_deploy_scripts(store: &dyn apiary_store::Store) {
         Ok(0) => {}
         Ok(n) => tracing::info!(scripts = n, "seeded deploy scripts"),
         Err(e) => tracing::warn!(error = ?e, "cannot seed deploy scripts"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_host;
+
+    #[test]
+    fn url_host_takes_the_host_of_a_public_url() {
+        for (url, host) in [
+            ("https://apiary.example.net", Some("apiary.example.net")),
+            ("http://198.51.100.7:8080/ui/", Some("198.51.100.7")),
+            ("https://[2001:db8::1]:8443/x", Some("2001:db8::1")),
+            ("https://user@h.example:1?q", Some("h.example")),
+            ("apiary.example.net/x", Some("apiary.example.net")),
+            ("https://", None),
+        ] {
+            assert_eq!(url_host(url), host, "{url}");
+        }
     }
 }
