@@ -1,16 +1,28 @@
 //! Every route of the HTTP server.
 
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 
 use crate::state::AppState;
 use crate::{api, deploy, live, pages};
 
 /// Builds the application router.
+///
+/// Every request gets a tracing span (method and path; never the query, which may hold an
+/// `api_key`) and, except the never-ending live stream, a deadline
+/// (`AppState::request_timeout`): a handler stuck on the database answers 503 instead of
+/// holding its connection, and shutdown cannot hang on it. The deadline covers producing
+/// the response head; streamed bodies (exports) are not cut off.
 pub fn router(state: AppState) -> Router {
+    let timeout = state.request_timeout;
+    // The live stream never ends, so it stays outside the timeout layer.
+    let live = Router::new().route("/api/live", get(live::stream));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -71,7 +83,6 @@ pub fn router(state: AppState) -> Router {
             "/ui/deploy/tokens/{id}/revoke/",
             post(pages::deploy::revoke),
         )
-        .route("/api/live", get(live::stream))
         .route("/api/live/history", get(live::history))
         .route("/static/map/{name}", get(live::static_map))
         .route("/api/{*rest}", get(api_not_found).post(api_not_found))
@@ -116,8 +127,19 @@ pub fn router(state: AppState) -> Router {
             "/ui/settings/users/{id}/delete/",
             post(pages::settings::delete_user),
         )
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        .merge(live)
         .layer(axum::middleware::map_response(security_headers))
+        .layer(TraceLayer::new_for_http().make_span_with(span))
         .with_state(state)
+}
+
+/// The span of one request: method and path only (a query string may carry an API key).
+fn span(req: &Request<Body>) -> tracing::Span {
+    tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
 }
 
 /// Headers on every response: no sniffing, no framing, no referrer (an `api_key` in a URL

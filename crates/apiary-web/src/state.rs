@@ -40,7 +40,12 @@ pub struct AppState {
     pub deploy: Arc<crate::deploy::DeployConfig>,
     /// The dashboard's figures, shared by every viewer for a few seconds.
     pub dashboard: Arc<Cached<DashboardData>>,
+    /// Deadline for producing a response (not for streaming its body); 503 after it.
+    pub request_timeout: Duration,
 }
+
+/// Default [`AppState::request_timeout`].
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long dashboard figures are reused before a refresh starts.
 pub const DASHBOARD_TTL: Duration = Duration::from_secs(5);
@@ -71,6 +76,7 @@ impl AppState {
                 ..Default::default()
             }),
             dashboard: Arc::new(Cached::new(DASHBOARD_TTL, DASHBOARD_MAX_STALE)),
+            request_timeout: REQUEST_TIMEOUT,
         }
     }
 
@@ -83,6 +89,12 @@ impl AppState {
     /// Reuses dashboard figures for `ttl` (zero: compute them for every request).
     pub fn with_dashboard_ttl(mut self, ttl: Duration) -> Self {
         self.dashboard = Arc::new(Cached::new(ttl, DASHBOARD_MAX_STALE));
+        self
+    }
+
+    /// Answers 503 when a handler has not produced a response within `timeout`.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
         self
     }
 
