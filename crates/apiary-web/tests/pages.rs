@@ -274,3 +274,51 @@ async fn hostile_data_is_escaped_on_every_page_and_guarded_in_exports() {
         assert!(!tags.starts_with('='), "{line}");
     }
 }
+
+#[tokio::test]
+async fn exports_stream_every_page_of_a_large_set() {
+    let app = App::new().await;
+    // More than two store pages of the export (2,000 each), plus sessions filtered out.
+    let n = 4_321;
+    let mut rows: Vec<(apiary_model::Session, Vec<u8>)> = (0..n)
+        .map(|i| {
+            (
+                session(i % 600, "203.0.113.9", 22, "cowrie", "s1"),
+                b"{}".to_vec(),
+            )
+        })
+        .collect();
+    rows.extend((0..50).map(|i| {
+        (
+            session(i, "198.51.100.1", 80, "glastopf", "s1"),
+            b"{}".to_vec(),
+        )
+    }));
+    app.insert(rows).await;
+    let who = app.login(ANALYST).await;
+    let r = app
+        .get("/ui/attacks/export.csv?destination_port=22", &who)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let csv = r.text();
+    assert_eq!(csv.lines().count(), n as usize + 1, "header + every row");
+    let ids: std::collections::HashSet<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(ids.len(), n as usize, "no row twice");
+    let json = app
+        .get("/ui/attacks/export.json?destination_port=22", &who)
+        .await
+        .json();
+    assert_eq!(json["data"].as_array().unwrap().len(), n as usize);
+    assert_eq!(json["meta"]["size"], n);
+    assert_eq!(json["meta"]["query"]["destination_port"], "22");
+    let empty = app
+        .get("/ui/attacks/export.json?destination_port=1", &who)
+        .await
+        .json();
+    assert_eq!(empty["data"].as_array().unwrap().len(), 0);
+    assert_eq!(empty["meta"]["size"], 0);
+}

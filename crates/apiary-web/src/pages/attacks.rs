@@ -4,9 +4,11 @@ use std::collections::HashMap;
 
 use apiary_model::Session;
 use apiary_store::Page as StorePage;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use maud::{html, Markup};
 
 use crate::auth::PageCaller;
@@ -20,8 +22,6 @@ use super::{attacker_link, layout, show_bytes, HtmlError, Page, PageResult};
 
 /// Rows per report page.
 const PAGE_SIZE: usize = 50;
-/// Rows an export writes at most.
-const EXPORT_CAP: usize = 200_000;
 
 fn text_input(p: &Params, name: &str, label: &str, placeholder: &str) -> Markup {
     html! { label { (label) input type="text" name=(name) value=(p.get(name).unwrap_or("")) placeholder=(placeholder); } }
@@ -140,40 +140,93 @@ pub async fn report(
     Ok(Page(layout("Attacks report", &c, body)))
 }
 
-async fn export_rows(
-    st: &AppState,
-    p: &Params,
-    mut each: impl FnMut(&Session),
-) -> Result<(), AppError> {
-    let filter = p.session_filter()?;
-    let mut cursor = None;
-    let mut n = 0;
-    loop {
-        let page = StorePage {
-            limit: 5_000,
-            after: cursor,
-        };
-        let (rows, next) = ops::find_sessions(&*st.store, filter.clone(), p.get("q"), page).await?;
-        for s in &rows {
-            each(s);
-        }
-        n += rows.len();
-        cursor = next;
-        if cursor.is_none() || n >= EXPORT_CAP {
-            return Ok(());
-        }
-    }
+/// Sessions fetched per store call while exporting.
+const EXPORT_PAGE: usize = 2_000;
+
+/// Where an export stream is: the next page's cursor, or the end.
+enum ExportPos {
+    Start,
+    After(apiary_store::Cursor),
+    Done,
 }
 
-/// `GET /ui/attacks/export.csv`.
+/// The filtered sessions, oldest page last, as a stream of encoded chunks: one store page
+/// at a time, so an export of millions of sessions holds one page in memory, and the
+/// client starts receiving at once. `head` comes first, each page is `encode`d, and
+/// `tail(rows written)` closes the stream. A store error mid-way ends the stream with an
+/// error (the client sees a truncated transfer, never a silently short file).
+fn export_stream(
+    st: AppState,
+    filter: apiary_store::SessionFilter,
+    q: Option<String>,
+    head: String,
+    encode: impl Fn(&[Session], u64, &mut String) + Send + Sync + 'static,
+    tail: impl Fn(u64) -> String + Send + Sync + 'static,
+) -> Body {
+    let (encode, tail) = (std::sync::Arc::new(encode), std::sync::Arc::new(tail));
+    let first = futures::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(head)) });
+    let pages = futures::stream::unfold((ExportPos::Start, 0u64), move |(pos, written)| {
+        let (st, filter, q) = (st.clone(), filter.clone(), q.clone());
+        let (encode, tail) = (encode.clone(), tail.clone());
+        let after = match pos {
+            ExportPos::Start => None,
+            ExportPos::After(c) => Some(c),
+            ExportPos::Done => return futures::future::Either::Left(async { None }),
+        };
+        let mut out = String::new();
+        let chunk = async move {
+            let page = StorePage {
+                limit: EXPORT_PAGE,
+                after,
+            };
+            match ops::find_sessions(&*st.store, filter, q.as_deref(), page).await {
+                Ok((rows, next)) => {
+                    encode(&rows, written, &mut out);
+                    let written = written + rows.len() as u64;
+                    let pos = match next {
+                        Some(c) => ExportPos::After(c),
+                        None => {
+                            out.push_str(&tail(written));
+                            ExportPos::Done
+                        }
+                    };
+                    Some((Ok(Bytes::from(out)), (pos, written)))
+                }
+                Err(e) => {
+                    tracing::warn!(error = ?e, "export stopped by a store error");
+                    Some((
+                        Err(std::io::Error::other("export stopped by a store error")),
+                        (ExportPos::Done, written),
+                    ))
+                }
+            }
+        };
+        futures::future::Either::Right(chunk)
+    });
+    Body::from_stream(first.chain(pages))
+}
+
+/// `GET /ui/attacks/export.csv`: every session of the filtered set, streamed.
 pub async fn export_csv(
     State(st): State<AppState>,
     PageCaller(_c): PageCaller,
     p: Params,
 ) -> Result<Response, HtmlError> {
-    let mut out = String::new();
-    export::header(&mut out);
-    export_rows(&st, &p, |s| export::row(&mut out, s)).await?;
+    let filter = p.session_filter()?;
+    let mut head = String::new();
+    export::header(&mut head);
+    let body = export_stream(
+        st,
+        filter,
+        p.get("q").map(str::to_owned),
+        head,
+        |rows, _, out| {
+            for s in rows {
+                export::row(out, s);
+            }
+        },
+        |_| String::new(),
+    );
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
@@ -182,23 +235,39 @@ pub async fn export_csv(
                 "attachment; filename=\"apiary-attacks.csv\"",
             ),
         ],
-        out,
+        body,
     )
         .into_response())
 }
 
-/// `GET /ui/attacks/export.json`.
+/// `GET /ui/attacks/export.json`: `{"data": [...], "meta": {"size", "query"}}`, streamed.
 pub async fn export_json(
     State(st): State<AppState>,
     PageCaller(_c): PageCaller,
     p: Params,
 ) -> Result<Response, HtmlError> {
-    let mut rows = Vec::new();
-    export_rows(&st, &p, |s| rows.push(crate::api::session_json(s, true))).await?;
-    let body = serde_json::to_string(
-        &serde_json::json!({"data": rows, "meta": {"size": rows.len(), "query": p.echo()}}),
-    )
-    .map_err(|e| AppError::Internal(e.to_string()))?;
+    let filter = p.session_filter()?;
+    let query = p.echo();
+    let body = export_stream(
+        st,
+        filter,
+        p.get("q").map(str::to_owned),
+        "{\"data\":[".to_owned(),
+        |rows, written, out| {
+            for (i, s) in rows.iter().enumerate() {
+                if written + i as u64 > 0 {
+                    out.push(',');
+                }
+                out.push_str(&crate::api::session_json(s, true).to_string());
+            }
+        },
+        move |n| {
+            format!(
+                "],\"meta\":{}}}",
+                serde_json::json!({"size": n, "query": query})
+            )
+        },
+    );
     Ok((
         [
             (header::CONTENT_TYPE, "application/json"),
