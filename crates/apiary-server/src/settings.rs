@@ -143,6 +143,13 @@ pub struct HttpSettings {
     /// Base URL sensors and browsers reach this server at (`https://apiary.example.net`),
     /// used in deploy commands and scripts; empty = `http://<the request's Host>`.
     pub public_url: Option<String>,
+    /// Adds `Secure` to the session and sign-in cookies: set it when browsers reach the
+    /// web app over HTTPS (a TLS-terminating proxy in front).
+    pub secure_cookies: bool,
+    /// Hours a browser session lasts after sign-in.
+    pub session_hours: u32,
+    /// Seconds a request may take to produce its response before it is answered 503.
+    pub request_timeout_secs: u64,
 }
 
 /// `[ingest]`
@@ -228,6 +235,9 @@ impl Default for HttpSettings {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             public_url: None,
+            secure_cookies: false,
+            session_hours: 12,
+            request_timeout_secs: 30,
         }
     }
 }
@@ -415,6 +425,12 @@ impl Settings {
                     "must be an http:// or https:// URL without quotes or shell characters",
                 );
             }
+        }
+        if self.http.session_hours == 0 || self.http.session_hours > 24 * 90 {
+            return bad("http.session_hours", "must be 1 to 2160 (90 days)");
+        }
+        if self.http.request_timeout_secs == 0 || self.http.request_timeout_secs > 3600 {
+            return bad("http.request_timeout_secs", "must be 1 to 3600");
         }
         if m.live_buffer == 0 || m.live_buffer > 1 << 20 {
             return bad("map.live_buffer", "must be 1 to 1048576");

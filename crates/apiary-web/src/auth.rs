@@ -74,6 +74,14 @@ impl Default for AuthConfig {
 }
 
 impl AuthConfig {
+    /// These settings with browser sessions lasting `ttl` and cookies marked `Secure`
+    /// when `secure` (the server's `http.session_hours` and `http.secure_cookies`).
+    pub fn with_sessions(mut self, ttl: chrono::Duration, secure: bool) -> Self {
+        self.session_ttl = ttl;
+        self.secure_cookies = secure;
+        self
+    }
+
     /// Cheap hashing for tests only: never use in production.
     pub fn insecure_fast_for_tests() -> Self {
         Self {

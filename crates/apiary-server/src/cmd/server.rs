@@ -128,7 +128,8 @@ pub async fn run(settings: Settings) -> Result<()> {
     super::user::bootstrap_admin(&*store).await?;
     seed_deploy_scripts(&*store).await;
     let app = apiary_web::router(
-        apiary_web::AppState::new(store.clone(), metrics)
+        apiary_web::AppState::with_auth(store.clone(), metrics, auth_config(&settings))
+            .with_request_timeout(Duration::from_secs(settings.http.request_timeout_secs))
             .with_live(live.clone())
             .with_deploy(deploy_config(&settings)),
     );
@@ -375,6 +376,14 @@ pub fn geo_settings(settings: &Settings) -> apiary_geo::GeoSettings {
             ..found
         },
     }
+}
+
+/// Sign-in settings for the web app.
+fn auth_config(s: &Settings) -> apiary_web::auth::AuthConfig {
+    apiary_web::auth::AuthConfig::default().with_sessions(
+        chrono::Duration::hours(s.http.session_hours.into()),
+        s.http.secure_cookies,
+    )
 }
 
 /// Deployment settings for the web app.
