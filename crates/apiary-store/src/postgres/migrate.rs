@@ -33,6 +33,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "deploy",
         include_str!("../../migrations/postgres/0005_deploy.sql"),
     ),
+    (
+        6,
+        "credentials_by_day",
+        include_str!("../../migrations/postgres/0006_credentials_by_day.sql"),
+    ),
 ];
 
 /// Advisory lock class of migrations (the second key is the schema's hash).

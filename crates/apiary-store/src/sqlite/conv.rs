@@ -18,6 +18,23 @@ pub(crate) fn day_of(t_us: i64) -> i64 {
 }
 
 /// The indexed expression of the source-address index (migration 0004).
+/// The `[lo, hi)` microseconds whose [`day_of`] is `d` (truncating division: day 0 spans
+/// both sides of the epoch).
+pub(crate) fn day_bounds(d: i64) -> (i64, i64) {
+    const DAY_US: i64 = 86_400_000_000;
+    let lo = if d > 0 {
+        d * DAY_US
+    } else {
+        (d - 1) * DAY_US + 1
+    };
+    let hi = if d >= 0 {
+        (d + 1) * DAY_US
+    } else {
+        d * DAY_US + 1
+    };
+    (lo, hi)
+}
+
 pub(crate) const SOURCE_DAY: &str = "ts / 86400000000";
 
 impl From<rusqlite::Error> for StoreError {
@@ -110,6 +127,32 @@ mod tests {
         let (lo, hi) = net_range("2001:db8::/32".parse().unwrap());
         let k = ip_key("2001:db8:ffff::1".parse().unwrap());
         assert!(lo <= k && k <= hi);
+    }
+
+    #[test]
+    fn day_bounds_match_day_of() {
+        const D: i64 = 86_400_000_000;
+        for t in [
+            -2 * D - 1,
+            -2 * D,
+            -D - 1,
+            -D,
+            -D + 1,
+            -1,
+            0,
+            1,
+            D - 1,
+            D,
+            D + 1,
+            5 * D + 7,
+        ] {
+            let (lo, hi) = day_bounds(day_of(t));
+            assert!(lo <= t && t < hi, "{t}");
+            assert_eq!(day_of(lo), day_of(t));
+            assert_eq!(day_of(hi - 1), day_of(t));
+            assert_ne!(day_of(lo - 1), day_of(t));
+            assert_ne!(day_of(hi), day_of(t));
+        }
     }
 
     #[test]

@@ -33,6 +33,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "deploy",
         include_str!("../../migrations/sqlite/0005_deploy.sql"),
     ),
+    (
+        6,
+        "credentials_by_day",
+        include_str!("../../migrations/sqlite/0006_credentials_by_day.sql"),
+    ),
 ];
 
 /// Applies what is missing and returns the resulting schema version.

@@ -11,7 +11,8 @@ use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
 use super::conv::{
-    day_of, from_us, hour_range, ip_key, like_contains, net_range, us, HOUR_US, SOURCE_DAY,
+    day_bounds, day_of, from_us, hour_range, ip_key, like_contains, net_range, us, HOUR_US,
+    SOURCE_DAY,
 };
 use super::rows::{page_of, SessionRow, SESSION_COLS};
 use crate::types::*;
@@ -46,7 +47,9 @@ fn int(v: i64) -> Value {
     Value::Integer(v)
 }
 
-fn session_where(f: &SessionFilter) -> Where {
+/// The filter's conditions; `day` restricts to one day of the day-led source and
+/// credential indexes (required with a credential filter).
+fn session_where(f: &SessionFilter, day: Option<i64>) -> Where {
     let mut w = Where::default();
     if let Some(t) = f.since {
         w.and("ts >= ?", [int(us(t))]);
@@ -90,12 +93,24 @@ fn session_where(f: &SessionFilter) -> Where {
             [text(&like_contains(s))],
         );
     }
-    if let Some(s) = &f.credential {
+    if let (Some(s), Some(d)) = (&f.credential, day) {
         w.and(
-            "id IN (SELECT session_id FROM credentials WHERE username = ? \
-                    UNION SELECT session_id FROM credentials WHERE password = ?)",
-            [text(s), text(s)],
+            &format!(
+                "id IN (SELECT session_id FROM credentials WHERE {SOURCE_DAY} = ? AND username = ? \
+                        UNION SELECT session_id FROM credentials WHERE {SOURCE_DAY} = ? AND password = ?)"
+            ),
+            [int(d), text(s), int(d), text(s)],
         );
+    }
+    if let Some(d) = day {
+        if f.source.is_some() {
+            w.and(&format!("{SOURCE_DAY} = ?"), [int(d)]);
+        } else {
+            // A range on ts, not the day expression: the planner keeps its choice of
+            // index (ts order) instead of scanning the day of the source index.
+            let (lo, hi) = day_bounds(d);
+            w.and("ts >= ? AND ts < ?", [int(lo), int(hi)]);
+        }
     }
     if let Some(s) = &f.channel {
         w.and("channel = ?", [text(s)]);
@@ -109,12 +124,12 @@ fn session_where(f: &SessionFilter) -> Where {
 pub(super) fn sessions(c: &Connection, f: &SessionFilter, page: &Page) -> Paged<Session> {
     let limit = page.capped();
     let cursor = page.after.as_ref().map(Cursor::decode).transpose()?;
-    if f.source.is_none() {
+    if f.source.is_none() && f.credential.is_none() {
         let rows = session_rows(c, f, cursor, None, limit + 1)?;
         return Ok(page_of(rows, limit));
     }
-    // By source address: the index is led by the day, so walk the days newest first, each
-    // an index range already in (ts, id) order, until the page is full.
+    // By source address or credential: those indexes are led by the day, so walk the days
+    // newest first until the page is full.
     let Some((lo, hi)) = day_span(c, f.since, f.until, cursor.map(|(ts, _)| ts))? else {
         return Ok((Vec::new(), None));
     };
@@ -142,10 +157,7 @@ fn session_rows(
     day: Option<i64>,
     n: usize,
 ) -> Result<Vec<(Session, Cursor)>> {
-    let mut w = session_where(f);
-    if let Some(d) = day {
-        w.and(&format!("{SOURCE_DAY} = ?"), [int(d)]);
-    }
+    let mut w = session_where(f, day);
     if let Some((ts, id)) = cursor {
         w.and("(ts, id) < (?, ?)", [int(ts), int(id)]);
     }
