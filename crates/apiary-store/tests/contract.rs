@@ -18,7 +18,7 @@ use apiary_store::{
     Store, StoreError,
 };
 use bytes::Bytes;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, DurationRound, Utc};
 
 mod common;
 use common::*;
@@ -70,6 +70,7 @@ contract!(
     session_filters,
     keyset_paging_under_inserts,
     rollups_match_brute_force,
+    top_over_the_last_day,
     attacker_stats_figures,
     retention,
     hostile_strings,
@@ -653,6 +654,42 @@ async fn rollups_match_brute_force(store: Arc<dyn Store>) {
         .await
         .unwrap()
         .is_empty());
+}
+
+/// The dashboard's window (now - 24 h .. now), which the SQLite store answers from its
+/// sliding roll-up: same figures as summing the hours, with sessions before, inside,
+/// at the edges of and after (future-dated) the window, arriving over several batches.
+async fn top_over_the_last_day(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let shift = now - Duration::hours(30) - base();
+    let mut sessions = gen_sessions(21, 900, 33);
+    for s in &mut sessions {
+        s.timestamp += shift;
+    }
+    let sessions = insert_sessions(&store, &sessions, 200).await;
+    let (since, until) = (now - Duration::hours(24), now);
+    // Roll-ups count whole hour buckets.
+    let hour = Duration::hours(1);
+    let bucket_lo = since.duration_trunc(hour).unwrap();
+    let bucket_hi = until.duration_trunc(hour).unwrap() + hour;
+    for d in Dimension::ALL {
+        let want = brute_top(&sessions, d, bucket_lo, bucket_hi);
+        assert_eq!(
+            store.top(d, since, until, 1000).await.unwrap(),
+            want,
+            "{d:?}"
+        );
+        let got3 = store.top(d, since, until, 3).await.unwrap();
+        assert_eq!(got3, want.iter().take(3).cloned().collect::<Vec<_>>());
+        // Ending on the next hour boundary: 24 buckets, not 25.
+        let (lo, hi) = (bucket_lo + hour, bucket_hi);
+        let want = brute_top(&sessions, d, lo, hi);
+        assert_eq!(store.top(d, lo, hi, 1000).await.unwrap(), want, "{d:?}");
+        for n in [1, 2, 5] {
+            let got = store.top(d, lo, hi, n).await.unwrap();
+            assert_eq!(got, want.iter().take(n).cloned().collect::<Vec<_>>());
+        }
+    }
 }
 
 async fn attacker_stats_figures(store: Arc<dyn Store>) {

@@ -38,6 +38,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "credentials_by_day",
         include_str!("../../migrations/postgres/0006_credentials_by_day.sql"),
     ),
+    (
+        7,
+        "rollup_window",
+        include_str!("../../migrations/postgres/0007_rollup_window.sql"),
+    ),
 ];
 
 /// Advisory lock class of migrations (the second key is the schema's hash).

@@ -38,6 +38,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "credentials_by_day",
         include_str!("../../migrations/sqlite/0006_credentials_by_day.sql"),
     ),
+    (
+        7,
+        "rollup_window",
+        include_str!("../../migrations/sqlite/0007_rollup_window.sql"),
+    ),
 ];
 
 /// Applies what is missing and returns the resulting schema version.

@@ -20,6 +20,7 @@ mod deploy;
 mod migrate;
 mod read;
 mod rows;
+mod window;
 mod write;
 
 use std::net::IpAddr;

@@ -323,6 +323,9 @@ pub(super) fn top(
 ) -> Result<Vec<(String, u64)>> {
     let (lo, hi) = hour_range(since, until);
     let limit = limit.clamp(1, Page::MAX);
+    if let Some(rows) = super::window::top(c, dim, lo, hi, limit)? {
+        return Ok(rows);
+    }
     // Summed here rather than with GROUP BY: SQLite would feed every (hour, value) row
     // through a sorter; a hash map over the primary-key range scan is several times
     // faster for high-cardinality dimensions (source addresses, passwords).
@@ -684,7 +687,8 @@ const COUNTED: &[&str] = &[
 pub(super) fn table_counts(c: &Connection) -> Result<Vec<(String, u64)>> {
     let mut out = Vec::new();
     let mut st = c.prepare_cached(
-        "SELECT name, value FROM counters WHERE name <> 'idents_version' ORDER BY name",
+        "SELECT name, value FROM counters
+         WHERE name NOT IN ('idents_version', 'rollup_window_hour') ORDER BY name",
     )?;
     for r in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
         let (name, n) = r?;

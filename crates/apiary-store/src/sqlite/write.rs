@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension, TransactionBehavior};
 
 use super::conv::{hour_of, ip_key, json_err, us};
+use super::window;
 use crate::types::{BatchResult, Dimension, IngestItem, RawStatus};
 use crate::{Outcome, Result};
 
@@ -138,7 +139,12 @@ impl Rollups {
         self.add(Dimension::Password, hour, password, delta);
     }
 
-    fn flush(self, c: &Connection) -> Result<()> {
+    /// Writes the increments to the hourly roll-ups and the sliding window, which first
+    /// moves to `now_hour`.
+    fn flush(self, c: &Connection, now_hour: i64) -> Result<()> {
+        let w = window::advance(c, now_hour)?;
+        let mut win = window::Adder::new(c, w)?;
+        let mut negative = false;
         // Multi-row upserts: one statement execution per ROLLUP_CHUNK rows instead of one
         // per row.
         let mut full = c.prepare_cached(&upsert_rollups_sql(ROLLUP_CHUNK))?;
@@ -149,6 +155,8 @@ impl Rollups {
                 if n == 0 {
                     continue;
                 }
+                win.add(dim, hour, &value, n)?;
+                negative |= n < 0;
                 args.extend([dim.into(), hour.into(), value.into(), n.into()]);
                 rows += 1;
                 if rows == ROLLUP_CHUNK {
@@ -168,7 +176,7 @@ impl Rollups {
             }
             chunk /= 2;
         }
-        Ok(())
+        win.finish(c, negative)
     }
 }
 
@@ -468,7 +476,7 @@ impl<'c> Writer<'c> {
             side,
             ..
         } = self;
-        rollups.flush(c)?;
+        rollups.flush(c, hour_of(us(Utc::now())))?;
         let mut bump = c.prepare_cached(BUMP_COUNTER)?;
         for (name, delta) in [
             ("raw_messages", raw_delta),
@@ -730,10 +738,16 @@ pub(super) fn prune_rollups(
     t: DateTime<Utc>,
     limit: usize,
 ) -> Result<u64> {
+    let mut before = hour_of(us(t));
+    if let Some(w) = window::current_hour(c)? {
+        // Hours still in the sliding window are subtracted from it when they leave; they
+        // must be there then.
+        before = before.min(w - window::SPAN);
+    }
     let n = c.execute(
         "DELETE FROM rollup_hourly WHERE (dim, hour, value) IN (
              SELECT dim, hour, value FROM rollup_hourly WHERE dim = ?1 AND hour < ?2 LIMIT ?3)",
-        params![dim.code(), hour_of(us(t)), limit as i64],
+        params![dim.code(), before, limit as i64],
     )?;
     Ok(n as u64)
 }
