@@ -6,9 +6,17 @@
 //   Server-Sent Events stream /api/live.
 // - Budget: events are queued and applied in bounded slices per animation frame; repeated
 //   attacker→sensor pairs share one arc; at most LOG_PER_FRAME log lines are written per
-//   frame (the rest are folded into one "+N more" line); markers and arcs are capped.
-// - Safety: every text that reaches the DOM goes through textContent.
-// - Tests: window.apiaryMap.stats() returns counts of markers, arcs and log lines.
+//   frame (the rest are folded into one "+N more" line); markers and arcs are capped; the
+//   attacker markers are drawn on their own layer, redrawn at most every MARKER_MS.
+// - Duplicates: the history load and the live stream overlap (the stream is opened first
+//   so nothing falls between them); events are keyed by session id (else raw id and
+//   content) and each is applied once.
+// - Links: a log line links to the session's page (/ui/session/<id>/) and the attacker's
+//   page; clicking an attacker marker opens the attacker's page.
+// - Safety: every text that reaches the DOM goes through textContent; link targets are
+//   built from integers and encodeURIComponent.
+// - Tests: window.apiaryMap.stats() returns counts of markers, arcs, log lines, frames and
+//   duplicates; markers() and countryPoint() give page coordinates to hover.
 (function () {
   "use strict";
 
@@ -19,6 +27,8 @@
   var LOG_PER_FRAME = 8;
   var EVENTS_PER_FRAME = 5000;
   var FRAME_BUDGET_MS = 8;
+  var MARKER_MS = 200;
+  var SEEN_MAX = 50000;
   var LAT_TOP = 85, LAT_BOTTOM = -60;
 
   var root = document.getElementById("live-map");
@@ -29,6 +39,8 @@
   var statusEl = document.getElementById("map-status");
   var counterEl = document.getElementById("map-count");
   var historyMinutes = parseInt(root.getAttribute("data-minutes") || "15", 10);
+  // Test knob: wait this long between opening the stream and loading history.
+  var historyDelay = Math.min(10000, parseInt(new URLSearchParams(window.location.search).get("history_delay_ms") || "0", 10) || 0);
 
   // Filters from the page's own query string, passed to both endpoints.
   var pageParams = new URLSearchParams(window.location.search);
@@ -46,7 +58,11 @@
   var queue = [];
   var pendingLog = [];
   var foldedLog = 0;
-  var stats = { events: 0, logLines: 0, arcsTotal: 0, arcsMerged: 0, lagged: 0, noSensorLocation: 0 };
+  var stats = { events: 0, logLines: 0, arcsTotal: 0, arcsMerged: 0, lagged: 0, noSensorLocation: 0, duplicates: 0 };
+  var seen = new Map();        // event key -> true (insertion order: oldest first)
+  var frames = 0, frameGapMax = 0, lastFrame = 0, frameMsMax = 0;
+  var markers = document.createElement("canvas");
+  var markersDirty = true, lastMarkers = 0;
   var mode = "live";
   var connected = false;
   var baseDirty = true, lastBase = 0, maxCountry = 0;
@@ -129,11 +145,11 @@
     var h = Math.round(w * (LAT_TOP - LAT_BOTTOM) / 360);
     W = w; H = h;
     dpr = window.devicePixelRatio || 1;
-    [canvas, base].forEach(function (c) {
+    [canvas, base, markers].forEach(function (c) {
       c.width = Math.round(w * dpr); c.height = Math.round(h * dpr);
     });
     canvas.style.width = w + "px"; canvas.style.height = h + "px";
-    baseDirty = true;
+    baseDirty = true; markersDirty = true;
   }
   function shade(count) {
     if (!count) { return "#1d3a57"; }
@@ -163,10 +179,23 @@
     });
     baseDirty = false; lastBase = performance.now();
   }
+  function drawMarkers() {
+    var m = markers.getContext("2d");
+    m.setTransform(dpr, 0, 0, dpr, 0, 0);
+    m.clearRect(0, 0, W, H);
+    m.fillStyle = "#ff2a1a"; m.strokeStyle = "#7a0000"; m.lineWidth = 0.8;
+    attackers.forEach(function (a) {
+      var r = 2 + Math.min(4, Math.log(1 + a.count));
+      m.beginPath(); m.arc(px(a.lon), py(a.lat), r, 0, 6.2832); m.fill(); m.stroke();
+    });
+    markersDirty = false; lastMarkers = performance.now();
+  }
   function drawFrame(now) {
     if (baseDirty && now - lastBase > 500) { drawBase(); }
+    if (markersDirty && now - lastMarkers > MARKER_MS) { drawMarkers(); }
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.drawImage(base, 0, 0, W, H);
+    ctx.drawImage(markers, 0, 0, W, H);
     // arcs
     ctx.lineWidth = 1.2;
     arcs.forEach(function (a, key) {
@@ -184,12 +213,8 @@
       }
       ctx.stroke();
     });
-    // markers
-    ctx.fillStyle = "#ff2a1a"; ctx.strokeStyle = "#7a0000"; ctx.lineWidth = 0.8;
-    attackers.forEach(function (m) {
-      var r = 2 + Math.min(4, Math.log(1 + m.count));
-      ctx.beginPath(); ctx.arc(px(m.lon), py(m.lat), r, 0, 6.2832); ctx.fill(); ctx.stroke();
-    });
+    // honeypot markers (few: drawn every frame, above the arcs)
+    ctx.lineWidth = 0.8;
     ctx.fillStyle = "#f8e23b"; ctx.strokeStyle = "#383f47";
     honeypots.forEach(function (m) {
       ctx.beginPath(); ctx.arc(px(m.lon), py(m.lat), 4.5, 0, 6.2832); ctx.fill(); ctx.stroke();
@@ -209,7 +234,21 @@
     return isNaN(d) ? "--:--:--" : d.toISOString().slice(11, 19);
   }
 
+  function eventKey(ev) {
+    if (typeof ev.session_id === "number") { return "s" + ev.session_id; }
+    return "r" + ev.raw_id + "|" + ev.time + "|" + ev.source_ip + "|" + ev.sensor + "|" + ev.channel + "|" + ev.summary;
+  }
+  // True the first time an event is seen.
+  function firstSeen(ev) {
+    var k = eventKey(ev);
+    if (seen.has(k)) { stats.duplicates++; return false; }
+    seen.set(k, true);
+    if (seen.size > SEEN_MAX) { seen.delete(seen.keys().next().value); }
+    return true;
+  }
+
   function apply(ev, animate) {
+    if (!firstSeen(ev)) { return; }
     stats.events++;
     var type = ev.channel || ev.honeypot || "event";
     var src = ev.source || {};
@@ -226,6 +265,7 @@
       m.ip = ev.source_ip; m.city = src.city; m.cc = src.country_code; m.cname = src.country;
       m.asn = src.asn; m.asOrg = src.as_org;
       attackers.set(akey, m);
+      markersDirty = true;
       if (attackers.size > MAX_ATTACKERS) { attackers.delete(attackers.keys().next().value); }
       if (m.country) {
         m.country.count++; bump(m.country.types, type);
@@ -254,11 +294,27 @@
     pendingLog.push(ev);
   }
 
-  function logLine(text, cls) {
+  function link(href, text) {
+    var a = document.createElement("a");
+    a.href = href; a.textContent = text;
+    return a;
+  }
+  function sessionHref(ev) {
+    return Number.isInteger(ev.session_id) ? "/ui/session/" + ev.session_id + "/" : null;
+  }
+  function attackerHref(ip) {
+    return ip ? "/ui/attacker/" + encodeURIComponent(String(ip)) + "/" : null;
+  }
+  function logLine(text, cls, ev) {
     var atBottom = logBox.scrollTop + logBox.clientHeight >= logBox.scrollHeight - 4;
     var div = document.createElement("div");
     if (cls) { div.className = cls; }
     div.textContent = text;
+    if (ev) {
+      var s = sessionHref(ev), a = attackerHref(ev.source_ip);
+      if (s) { div.appendChild(document.createTextNode(" ")); div.appendChild(link(s, "[session]")); }
+      if (a) { div.appendChild(document.createTextNode(" ")); div.appendChild(link(a, "[attacker]")); }
+    }
     logBox.appendChild(div);
     stats.logLines++;
     while (logBox.childNodes.length > LOG_MAX) { logBox.removeChild(logBox.firstChild); }
@@ -274,13 +330,16 @@
   }
   function flushLog() {
     var n = 0;
-    while (pendingLog.length && n < LOG_PER_FRAME) { logLine(eventLine(pendingLog.shift())); n++; }
+    while (pendingLog.length && n < LOG_PER_FRAME) { var ev = pendingLog.shift(); logLine(eventLine(ev), null, ev); n++; }
     if (pendingLog.length) { foldedLog += pendingLog.length; pendingLog.length = 0; }
     if (foldedLog) { logLine("… and " + foldedLog + " more events", "fold"); foldedLog = 0; }
   }
 
   function frame(now) {
     var t0 = performance.now();
+    frames++;
+    if (lastFrame) { frameGapMax = Math.max(frameGapMax, t0 - lastFrame); }
+    lastFrame = t0;
     if (replay) { replayStep(now); }
     var n = 0;
     while (queue.length && n < EVENTS_PER_FRAME) {
@@ -292,6 +351,7 @@
     flushLog();
     counterEl.textContent = String(stats.events);
     drawFrame(now);
+    frameMsMax = Math.max(frameMsMax, performance.now() - t0);
     window.requestAnimationFrame(frame);
   }
 
@@ -310,7 +370,8 @@
   function clearMap() {
     attackers.clear(); honeypots.clear(); arcs.clear(); queue.length = 0; pendingLog.length = 0;
     countries.forEach(function (c) { c.count = 0; c.types = {}; });
-    maxCountry = 0; baseDirty = true;
+    maxCountry = 0; baseDirty = true; markersDirty = true;
+    seen.clear();
     stats.events = 0;
   }
   function loadRecent() {
@@ -324,7 +385,7 @@
     if (es) { es.close(); }
     var q = filterQuery.toString();
     es = new EventSource("/api/live" + (q ? "?" + q : ""));
-    es.addEventListener("open", function () { connected = true; status("live"); });
+    es.addEventListener("open", function () { connected = true; if (mode === "live") { status("live"); } });
     es.addEventListener("error", function () { connected = false; status("connection lost, retrying…"); });
     es.addEventListener("attack", function (e) {
       if (mode !== "live") { return; }
@@ -399,7 +460,9 @@
       lines = ["Honeypot sensor " + h.sensor, "software: " + Object.keys(h.honeypots).join(", "),
         "location from: " + h.source].concat(typeLines(h.types), ["total: " + h.count + " events"]);
     } else if (a) {
-      lines = ["Attacker " + (a.ip || "?"), place({ city: a.city, country: a.cname, country_code: a.cc }),
+      // The geo database may give only a country code: the outline under the marker names it.
+      var cname = a.cname || (a.country && a.country.name) || null;
+      lines = ["Attacker " + (a.ip || "?"), place({ city: a.city, country: cname, country_code: a.cc }) + (a.cc && cname ? " (" + a.cc + ")" : ""),
         "ASN: " + (a.asn ? "AS" + a.asn + (a.asOrg ? " " + a.asOrg : "") : "unknown")].concat(typeLines(a.types), ["total: " + a.count + " events"]);
     } else {
       var ll = unproject(x, y), c = countryAt(ll[0], ll[1]);
@@ -412,6 +475,17 @@
     tip.style.top = (y + 14) + "px";
   });
   canvas.addEventListener("mouseleave", function () { tip.style.display = "none"; });
+  canvas.addEventListener("click", function (e) {
+    var rect = canvas.getBoundingClientRect();
+    var a = nearest(attackers, e.clientX - rect.left, e.clientY - rect.top, 6);
+    var href = a && attackerHref(a.ip);
+    if (href) { window.location.href = href; }
+  });
+  // Page coordinates (for the mouse) of a map position.
+  function pagePoint(lon, lat) {
+    var rect = canvas.getBoundingClientRect();
+    return { x: rect.left + window.scrollX + px(lon), y: rect.top + window.scrollY + py(lat) };
+  }
 
   // ---- start ----
   window.apiaryMap = {
@@ -424,21 +498,60 @@
         noSensorLocation: stats.noSensorLocation,
         countries: countries.length,
         shadedCountries: countries.filter(function (c) { return c.count > 0; }).length,
-        connected: connected, mode: mode
+        connected: connected, mode: mode,
+        duplicates: stats.duplicates, frames: frames, frameGapMaxMs: Math.round(frameGapMax),
+        frameMsMax: Math.round(frameMsMax), status: statusEl.textContent
       };
+    },
+    // Starts a new measuring window for frameGapMaxMs/frameMsMax.
+    resetFrameStats: function () { frameGapMax = 0; frameMsMax = 0; lastFrame = 0; },
+    // Attacker and honeypot markers with their page coordinates (canvas offsets x/y too).
+    markers: function () {
+      var out = [];
+      attackers.forEach(function (m) {
+        var p = pagePoint(m.lon, m.lat);
+        out.push({ kind: "attacker", ip: m.ip, cc: m.cc, count: m.count, pageX: p.x, pageY: p.y, x: px(m.lon), y: py(m.lat) });
+      });
+      honeypots.forEach(function (m) {
+        var p = pagePoint(m.lon, m.lat);
+        out.push({ kind: "honeypot", sensor: m.sensor, count: m.count, pageX: p.x, pageY: p.y, x: px(m.lon), y: py(m.lat) });
+      });
+      return out;
+    },
+    // A canvas point inside the named country (by name or ISO numeric id) and away from
+    // every marker, or null.
+    countryPoint: function (name) {
+      var c = countries.filter(function (k) { return k.name === name || k.id === name; })[0];
+      if (!c) { return null; }
+      var b = c.bbox;
+      for (var i = 0; i < 4000; i++) {
+        var lon = b[0] + (b[2] - b[0]) * ((i * 0.618034) % 1), lat = b[1] + (b[3] - b[1]) * ((i * 0.754877) % 1);
+        if (lat > LAT_TOP || lat < LAT_BOTTOM || countryAt(lon, lat) !== c) { continue; }
+        var x = px(lon), y = py(lat);
+        if (!nearest(attackers, x, y, 12) && !nearest(honeypots, x, y, 12)) {
+          return { x: x, y: y, count: c.count };
+        }
+      }
+      return null;
+    },
+    // Fills the replay inputs (browser-local time) from epoch milliseconds.
+    setReplayWindow: function (sinceMs, untilMs) {
+      document.getElementById("replay-from").value = localInput(new Date(sinceMs));
+      document.getElementById("replay-to").value = localInput(new Date(untilMs));
     },
     // For tests and benchmarks: feed events as if they came from the stream.
     inject: function (evs) { evs.forEach(function (ev) { queue.push({ ev: ev, animate: true }); }); }
   };
   document.getElementById("replay-go").addEventListener("click", startReplay);
   document.getElementById("replay-live").addEventListener("click", goLive);
+  function localInput(d) {
+    var pad = function (n) { return (n < 10 ? "0" : "") + n; };
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + "T" + pad(d.getHours()) + ":" + pad(d.getMinutes());
+  }
   (function presetReplay() {
-    var now = new Date(), pad = function (n) { return (n < 10 ? "0" : "") + n; };
-    var local = function (d) {
-      return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + "T" + pad(d.getHours()) + ":" + pad(d.getMinutes());
-    };
-    document.getElementById("replay-from").value = local(new Date(now.getTime() - 3600e3));
-    document.getElementById("replay-to").value = local(new Date(now.getTime() + 60e3));
+    var now = Date.now();
+    document.getElementById("replay-from").value = localInput(new Date(now - 3600e3));
+    document.getElementById("replay-to").value = localInput(new Date(now + 60e3));
   })();
   window.addEventListener("resize", resize);
   resize();
@@ -448,7 +561,9 @@
     baseDirty = true;
     logLine("Welcome to the Apiary live map. Red: attackers; yellow: honeypot sensors.", "sys");
     connect();
-    return loadRecent();
+    // The stream is open before history is asked for, so no event falls between the two;
+    // the overlap is removed by firstSeen().
+    return new Promise(function (ok) { setTimeout(ok, historyDelay); }).then(loadRecent);
   }).catch(function (e) { status(String(e.message || e)); });
   window.requestAnimationFrame(frame);
 })();
