@@ -56,6 +56,10 @@ pub struct IngestMetrics {
     pub batches: AtomicU64,
     /// Batches that failed to commit (retried).
     pub commit_failures: AtomicU64,
+    /// Microseconds spent normalizing and enriching.
+    pub normalize_us: AtomicU64,
+    /// Microseconds spent in batch commits (including retries).
+    pub commit_us: AtomicU64,
 }
 
 impl IngestMetrics {
@@ -103,6 +107,24 @@ impl IngestMetrics {
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
                 v.load(Relaxed)
+            );
+        }
+        for (name, help, v) in [
+            (
+                "apiary_ingest_normalize_seconds_total",
+                "Time spent normalizing and enriching messages.",
+                &self.normalize_us,
+            ),
+            (
+                "apiary_ingest_commit_seconds_total",
+                "Time spent committing batches.",
+                &self.commit_us,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {:.6}",
+                v.load(Relaxed) as f64 / 1e6
             );
         }
     }
@@ -234,10 +256,14 @@ fn normalize_stage(
         if !open && buf.is_empty() {
             return;
         }
+        let started = std::time::Instant::now();
         let batch: Vec<IngestItem> = buf
             .drain(..)
             .map(|p| process(to_raw(p), &geo, metrics))
             .collect();
+        metrics
+            .normalize_us
+            .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
         if rt.block_on(tx.send(batch)).is_err() {
             error!("ingest sink stopped; normalize stage exiting");
             return;
@@ -270,6 +296,7 @@ async fn sink_stage(
         // Retry forever with backoff: a full disk or a restarting database must slow
         // ingest down (backpressure reaches the publishers), not lose the batch.
         let mut delay = Duration::from_millis(100);
+        let started = std::time::Instant::now();
         let committed = loop {
             // The store hands the batch back either way: no copy kept for the retry.
             let (back, result) = store.insert_batch_owned(std::mem::take(&mut batch)).await;
@@ -284,6 +311,9 @@ async fn sink_stage(
                 }
             }
         };
+        metrics
+            .commit_us
+            .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
         record_heartbeats(&batch, &*store).await;
         // Only committed sessions go live: they have ids and survive a crash.
         if let Some(live) = &mut live {

@@ -57,7 +57,7 @@ impl Args {
             sessions: 10_000_000,
             seconds: 60,
             publishers: 4,
-            batch: 5_000,
+            batch: 20_000,
             preload_batch: 50_000,
             span_days: 30,
             ips: 200_000,
@@ -203,11 +203,15 @@ async fn live(
             at_warm = Some((c, now));
         }
         if now - last.1 >= StdDuration::from_secs(5) || now >= end {
+            let busy = |us: &AtomicU64| us.load(Relaxed) as f64 / 1e6 / (now - t0).as_secs_f64();
             println!(
-                "  t={:>5.1}s committed {c:>10}  last interval {:>8.0} events/s  published {:>10}",
+                "  t={:>5.1}s committed {c:>10}  last interval {:>8.0} events/s  published {:>10}  \
+                 (normalize busy {:.0}%, commit busy {:.0}%)",
                 (now - t0).as_secs_f64(),
                 rate(c - last.0, now - last.1),
-                sent.load(Relaxed)
+                sent.load(Relaxed),
+                100.0 * busy(&metrics.normalize_us),
+                100.0 * busy(&metrics.commit_us),
             );
             last = (c, now);
         }

@@ -246,7 +246,7 @@ impl Default for IngestSettings {
     fn default() -> Self {
         Self {
             enabled: true,
-            batch_size: 5_000,
+            batch_size: 20_000,
             batch_delay_ms: 50,
             queue: 20_000,
         }

@@ -193,7 +193,7 @@ fn settle() {
 
 #[test]
 fn live_stream_geo_filters_auth_and_slow_clients() {
-    let (server, key) = start_server("256"); // raised to ingest.batch_size (5000)
+    let (server, key) = start_server("256"); // raised to ingest.batch_size
 
     // Anonymous and wrong-key clients are refused.
     let (status, _) = http_get(server.http, "/api/live");
