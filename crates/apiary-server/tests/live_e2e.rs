@@ -82,6 +82,9 @@ fn geo_dir() -> String {
 pub fn start_server(live_buffer: &str) -> (TestServer, String) {
     std::env::set_var("APIARY_GEO__DIR", geo_dir());
     std::env::set_var("APIARY_MAP__LIVE_BUFFER", live_buffer);
+    // The live buffer is raised to the ingest batch size; pin it so the flood below
+    // outgrows it whatever the default batch size is.
+    std::env::set_var("APIARY_INGEST__BATCH_SIZE", "2000");
     let dir = tempfile::tempdir().expect("tempdir");
     let key = prepare(dir.path());
     let server = TestServer::start_in(dir, &[]);
@@ -321,7 +324,10 @@ fn live_stream_geo_filters_auth_and_slow_clients() {
     // A flood: the stalled client (never reads) falls behind and
     // loses events for itself; ingest commits everything and the reading client still
     // gets the marker published after the flood.
-    const FLOOD: usize = 20_000;
+    // Enough bytes (~17 MB) to overflow what the stalled connection absorbs: the server's
+    // socket send buffer (autotuned up to 4 MiB), hyper's buffer and the channel (~2,000
+    // events).
+    const FLOOD: usize = 40_000;
     let committed_before = metric(&server, "apiary_ingest_raw_committed_total");
     let t = Instant::now();
     for i in 0..FLOOD {
