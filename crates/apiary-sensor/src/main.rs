@@ -98,9 +98,8 @@ async fn run(c: Config) -> anyhow::Result<()> {
         }
         for p in ports {
             let addr = std::net::SocketAddr::new(c.sensor.bind, p);
-            let listener = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding {} on {addr}", s.kind.name()))?;
+            let listener =
+                listen(addr).with_context(|| format!("binding {} on {addr}", s.kind.name()))?;
             tracing::info!(service = s.kind.name(), %addr, "listening");
             bound.push((
                 Bound {
@@ -237,4 +236,21 @@ async fn run(c: Config) -> anyhow::Result<()> {
         tracing::info!(pending = st.pending, dropped = st.dropped, "spool synced");
     }
     Ok(())
+}
+
+/// Pending connections the kernel may queue per listener. Scanners open thousands at once:
+/// with tokio's default (1,024) the accept queue overflowed, the kernel dropped the final
+/// ACKs and those clients waited for SYN-ACK retransmissions (1 s, 2 s, 4 s, ...) before
+/// the banner came. The kernel caps it at net.core.somaxconn.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
