@@ -119,7 +119,8 @@ mv "$ETC/sensor.toml.new" "$ETC/sensor.toml"
 say "wrote $ETC/sensor.toml (broker $HPF_HOST:$HPF_PORT, ident $IDENT)"
 
 # A real sshd on port 22 would collide with the honeypot: warn, do not move it silently.
-if ss -ltn 2>/dev/null | awk '{print $4}' | grep -Eq '[:.]22$'; then
+# On a second run the listener is this sensor itself: not a collision.
+if ss -ltnpH 'sport = :22' 2>/dev/null | grep -v '"apiary-sensor"' | grep -q .; then
     say "WARNING: something already listens on port 22 (sshd?). Move it or edit $ETC/services.toml"
 fi
 
