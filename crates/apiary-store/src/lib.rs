@@ -7,6 +7,9 @@
 //!
 //! # Layout
 //! - [`types`]: filters, pages and cursors, roll-up dimensions, result rows.
+//! - `ranking`, `search`: the backend-independent halves of [`Store::top_sources`]
+//!   (early stop over roll-up candidates) and of free-text search (merging the
+//!   credential, signature and URL matches into one keyset page).
 //! - `sqlite`: the embedded backend (rusqlite). One writer connection behind a mutex,
 //!   a small pool of WAL readers; `migrations/sqlite/NNNN_name.sql` embedded and applied on
 //!   open.
@@ -31,6 +34,8 @@ use chrono::{DateTime, Utc};
 pub mod deploy;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod ranking;
+mod search;
 mod sqlite;
 pub mod types;
 
@@ -38,7 +43,7 @@ pub use deploy::{DeployScript, EnrollmentToken, NewEnrollmentToken, ScriptVersio
 pub use types::{
     AttackerStats, BatchResult, Cursor, Dimension, DorkRow, FileRow, HourCount, IngestItem,
     MetadataRow, Page, PruneResult, RawFilter, RawQuery, RawStatus, SensorRecord, SessionFilter,
-    StoredRaw, UrlRow,
+    SourceGroupCount, SourceGrouping, StoredRaw, TopSources, TopSourcesQuery, UrlRow,
 };
 
 /// Errors callers branch on. Driver errors are mapped inside each backend.
@@ -217,6 +222,12 @@ pub trait Store: Send + Sync {
         ip: IpAddr,
         since: Option<DateTime<Utc>>,
     ) -> Result<AttackerStats>;
+
+    /// The `limit` busiest (source address, group) pairs among the sessions matching
+    /// `query.filter`, with exact counts. Served from the hourly source roll-up (which
+    /// addresses to look at, most active first) and the source index (exact grouped counts
+    /// of those few addresses); see [`TopSourcesQuery`] and [`TopSources::truncated`].
+    async fn top_sources(&self, query: TopSourcesQuery) -> Result<TopSources>;
 
     /// Files, most recently seen first, without their bytes.
     async fn files(&self, page: Page) -> Result<(Vec<FileRow>, Option<Cursor>)>;

@@ -133,6 +133,13 @@ pub struct SessionFilter {
     pub channel: Option<String>,
     /// Only internal (`true`) or only external (`false`) sources.
     pub internal: Option<bool>,
+    /// Free text: a credential whose username or password equals it (exact,
+    /// case-sensitive), or an IDS signature or a URL containing it (ASCII
+    /// case-insensitive). Each of the three is read newest first from its own index
+    /// (the credential indexes, the partial index of IDS sessions, the partial index of
+    /// sessions with URLs) and the three are merged, so only candidate sessions are read.
+    /// Not supported by [`Store::top_sources`](crate::Store::top_sources).
+    pub text: Option<String>,
 }
 
 /// An opaque keyset position. Hand back what a listing returned to get the next page.
@@ -412,4 +419,56 @@ pub struct PruneResult {
     pub credentials: u64,
     /// Roll-up rows deleted.
     pub rollups: u64,
+}
+
+/// How [`Store::top_sources`](crate::Store::top_sources) groups each source's sessions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SourceGrouping {
+    /// By honeypot (MHN's `top_attackers`).
+    #[default]
+    Honeypot,
+    /// By honeypot, protocol and destination port (MHN's `intel_feed`).
+    Service,
+}
+
+/// The most active source addresses, grouped.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TopSourcesQuery {
+    /// Which sessions count. `since` defaults to the epoch, `until` to no bound; `source`
+    /// keeps only addresses inside that network.
+    pub filter: SessionFilter,
+    /// What a row is.
+    pub grouping: SourceGrouping,
+    /// Sessions with one of these protocols (exact) do not count; sessions without a
+    /// protocol always do.
+    pub exclude_protocols: Vec<String>,
+    /// Rows wanted (1 to [`Page::MAX`]).
+    pub limit: usize,
+}
+
+/// Sessions of one source address in one group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceGroupCount {
+    /// The source address (canonical: IPv4-mapped addresses as IPv4).
+    pub source_ip: IpAddr,
+    /// Honeypot.
+    pub honeypot: String,
+    /// Protocol ([`SourceGrouping::Service`] only).
+    pub protocol: Option<String>,
+    /// Destination port ([`SourceGrouping::Service`] only).
+    pub destination_port: Option<u16>,
+    /// Sessions.
+    pub count: u64,
+}
+
+/// Answer of [`Store::top_sources`](crate::Store::top_sources).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopSources {
+    /// Most sessions first; ties by address text, then honeypot, protocol, port
+    /// (absent first).
+    pub rows: Vec<SourceGroupCount>,
+    /// `true` when the backend stopped after probing its maximum number of addresses
+    /// (only with filters the roll-ups cannot narrow): the rows are then exact counts
+    /// of the addresses probed, but a less active address may be missing.
+    pub truncated: bool,
 }

@@ -15,7 +15,7 @@ use apiary_model::{
 };
 use apiary_store::{
     open, Dimension, IngestItem, Page, RawFilter, RawQuery, RawStatus, SensorRecord, SessionFilter,
-    Store, StoreError,
+    SourceGroupCount, SourceGrouping, Store, StoreError, TopSourcesQuery,
 };
 use bytes::Bytes;
 use chrono::{DateTime, Duration, DurationRound, Utc};
@@ -72,6 +72,8 @@ contract!(
     rollups_match_brute_force,
     top_over_the_last_day,
     attacker_stats_figures,
+    free_text_search,
+    top_sources_exact,
     retention,
     hostile_strings,
     side_records,
@@ -356,6 +358,20 @@ fn matches(f: &SessionFilter, s: &Session) -> bool {
         })
         && f.channel.as_ref().is_none_or(|c| &s.channel == c)
         && f.internal.is_none_or(|i| s.internal == i)
+        && f.text.as_ref().is_none_or(|t| text_matches(t, s))
+}
+
+/// `SessionFilter::text`: exact credential, or signature / URL containing it (ASCII
+/// case-insensitive).
+fn text_matches(t: &str, s: &Session) -> bool {
+    let lower = t.to_ascii_lowercase();
+    let has = |v: &str| v.to_ascii_lowercase().contains(&lower);
+    s.details
+        .credentials
+        .iter()
+        .any(|c| c.username == t || c.password == t)
+        || s.details.ids.as_ref().is_some_and(|i| has(&i.signature))
+        || s.details.urls.iter().any(|u| has(u))
 }
 
 fn ids(sessions: &[Session]) -> Vec<i64> {
@@ -740,6 +756,216 @@ async fn attacker_stats_figures(store: Arc<dyn Store>) {
             assert_eq!(st.commands, cmds.into_iter().collect::<Vec<_>>());
         }
     }
+}
+
+async fn free_text_search(store: Arc<dyn Store>) {
+    let mut stored = insert_sessions(&store, &gen_sessions(17, 600, 48), 100).await;
+    newest_first(&mut stored);
+    let t = |h: i64| base() + Duration::hours(h);
+    let text = |q: &str| SessionFilter {
+        text: Some(q.into()),
+        ..Default::default()
+    };
+    let cases = vec![
+        // Credentials: exact, username or password.
+        (text("root"), true),
+        (text("raspberry"), true),
+        (text("RASPBERRY"), false),
+        (text("12345"), false),
+        // Signatures and URLs: substring, ASCII case-insensitive, LIKE characters literal.
+        (text("ssh scan"), true),
+        (text("%"), true),
+        (text("*nix"), true),
+        (text("evil.example/1"), true),
+        (text("EVIL.EXAMPLE"), true),
+        (text("_"), true),
+        (text("nowhere"), false),
+        (
+            SessionFilter {
+                sensor: Some("sensor-b".into()),
+                since: Some(t(6)),
+                ..text("admin")
+            },
+            true,
+        ),
+        (
+            SessionFilter {
+                source: Some("198.51.100.0/24".parse().unwrap()),
+                until: Some(t(30)),
+                ..text("evil")
+            },
+            true,
+        ),
+        (
+            SessionFilter {
+                credential: Some("pi".into()),
+                ..text("admin")
+            },
+            true,
+        ),
+        (
+            SessionFilter {
+                signature: Some("ET".into()),
+                ..text("scan")
+            },
+            true,
+        ),
+    ];
+    for (f, some) in cases {
+        let want: Vec<Session> = stored.iter().filter(|s| matches(&f, s)).cloned().collect();
+        assert_eq!(!want.is_empty(), some, "fixture should exercise {f:?}");
+        for page in [1, 7, 1000] {
+            let got = all_sessions(&store, f.clone(), page).await;
+            assert_eq!(ids(&got), ids(&want), "filter {f:?}, page {page}");
+        }
+    }
+    // "root" is a username and a password: sessions with both come once.
+    let both = stored
+        .iter()
+        .filter(|s| {
+            s.details
+                .credentials
+                .iter()
+                .any(|c| c.username == "root" && c.password == "root")
+        })
+        .count();
+    assert!(both > 0, "fixture should have root/root");
+}
+
+/// Brute force of [`Store::top_sources`] over the stored sessions.
+fn brute_top_sources(stored: &[Session], q: &TopSourcesQuery) -> Vec<SourceGroupCount> {
+    type Key = (String, String, Option<String>, Option<u16>);
+    let mut counts: BTreeMap<Key, (IpAddr, u64)> = BTreeMap::new();
+    // Stored IPv4 sources are also inside the IPv4-mapped form of their network.
+    let mut filter = q.filter.clone();
+    if let Some(ipnet::IpNet::V6(n)) = filter.source {
+        if let (Some(v4), true) = (n.network().to_ipv4_mapped(), n.prefix_len() >= 96) {
+            filter.source = Some(ipnet::Ipv4Net::new(v4, n.prefix_len() - 96).unwrap().into());
+        }
+    }
+    for s in stored {
+        let Some(ip) = s.source_ip else { continue };
+        if !matches(&filter, s)
+            || s.protocol
+                .as_ref()
+                .is_some_and(|p| q.exclude_protocols.contains(p))
+        {
+            continue;
+        }
+        let (proto, port) = match q.grouping {
+            SourceGrouping::Honeypot => (None, None),
+            SourceGrouping::Service => (s.protocol.clone(), s.destination_port),
+        };
+        counts
+            .entry((ip.to_string(), s.honeypot.clone(), proto, port))
+            .or_insert((ip, 0))
+            .1 += 1;
+    }
+    let mut rows: Vec<_> = counts.into_iter().collect();
+    // BTreeMap order is the tie order; a stable sort by count keeps it.
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1 .1));
+    rows.into_iter()
+        .take(q.limit)
+        .map(
+            |((_, honeypot, protocol, destination_port), (ip, count))| SourceGroupCount {
+                source_ip: ip,
+                honeypot,
+                protocol,
+                destination_port,
+                count,
+            },
+        )
+        .collect()
+}
+
+async fn top_sources_exact(store: Arc<dyn Store>) {
+    // Many sources with skewed activity, so most are never probed.
+    let mut rng = Rng::new(99);
+    let mut sessions = gen_sessions(23, 1500, 30);
+    for s in &mut sessions {
+        let spread = rng.below(200) + 1;
+        let i = rng.below(spread);
+        s.source_ip = Some(if i.is_multiple_of(17) {
+            format!("2001:db8::{i:x}").parse().unwrap()
+        } else {
+            format!("192.0.2.{i}").parse().unwrap()
+        });
+        if rng.below(10) == 0 {
+            s.protocol = Some("pcap".into());
+        }
+    }
+    let stored = insert_sessions(&store, &sessions, 500).await;
+    let t = |m: i64| base() + Duration::minutes(m);
+    let filters = vec![
+        SessionFilter::default(),
+        // Windows that start and end inside an hour: the roll-up sums over-count there.
+        SessionFilter {
+            since: Some(t(10 * 60 + 17)),
+            ..Default::default()
+        },
+        SessionFilter {
+            since: Some(t(3 * 60 + 59)),
+            until: Some(t(4 * 60 + 1)),
+            ..Default::default()
+        },
+        SessionFilter {
+            honeypot: Some("dionaea".into()),
+            since: Some(t(600)),
+            ..Default::default()
+        },
+        SessionFilter {
+            destination_port: Some(23),
+            credential: None,
+            ..Default::default()
+        },
+        SessionFilter {
+            source: Some("192.0.2.0/28".parse().unwrap()),
+            ..Default::default()
+        },
+        SessionFilter {
+            source: Some("::ffff:192.0.2.0/124".parse().unwrap()),
+            since: Some(t(300)),
+            ..Default::default()
+        },
+        SessionFilter {
+            credential: Some("root".into()),
+            ..Default::default()
+        },
+        SessionFilter {
+            honeypot: Some("nothing".into()),
+            ..Default::default()
+        },
+    ];
+    for filter in filters {
+        for grouping in [SourceGrouping::Honeypot, SourceGrouping::Service] {
+            for exclude in [vec![], vec!["pcap".to_string(), "telnet".to_string()]] {
+                for limit in [1, 3, 10, 1000] {
+                    let q = TopSourcesQuery {
+                        filter: filter.clone(),
+                        grouping,
+                        exclude_protocols: exclude.clone(),
+                        limit,
+                    };
+                    let want = brute_top_sources(&stored, &q);
+                    let got = store.top_sources(q.clone()).await.unwrap();
+                    assert!(!got.truncated);
+                    assert_eq!(got.rows, want, "{q:?}");
+                }
+            }
+        }
+    }
+    let q = TopSourcesQuery {
+        filter: SessionFilter {
+            text: Some("root".into()),
+            ..Default::default()
+        },
+        limit: 10,
+        ..Default::default()
+    };
+    assert!(matches!(
+        store.top_sources(q).await,
+        Err(StoreError::Invalid(_))
+    ));
 }
 
 async fn retention(store: Arc<dyn Store>) {

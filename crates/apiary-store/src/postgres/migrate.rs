@@ -43,6 +43,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "rollup_window",
         include_str!("../../migrations/postgres/0007_rollup_window.sql"),
     ),
+    (
+        8,
+        "sessions_with_urls",
+        include_str!("../../migrations/postgres/0008_sessions_with_urls.sql"),
+    ),
 ];
 
 /// Advisory lock class of migrations (the second key is the schema's hash).

@@ -311,6 +311,10 @@ impl Store for PgStore {
         read::attacker_stats(&self.conn().await?, ip, since).await
     }
 
+    async fn top_sources(&self, query: TopSourcesQuery) -> Result<TopSources> {
+        read::top_sources(&self.conn().await?, &query).await
+    }
+
     async fn files(&self, page: Page) -> Result<(Vec<FileRow>, Option<Cursor>)> {
         read::files(&self.conn().await?, &page).await
     }

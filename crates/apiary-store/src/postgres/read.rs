@@ -13,6 +13,7 @@ use tokio_postgres::Row;
 use super::json_err;
 use super::text::{dec, dec_opt, enc, Jsonb};
 use super::write::hour_of;
+use crate::ranking::{self, Ranked};
 use crate::types::*;
 use crate::{Result, StoreError};
 
@@ -106,8 +107,48 @@ fn unmapped(net: IpNet) -> IpNet {
     net
 }
 
+/// One of the three kinds of match of a free-text search (`SessionFilter::text`).
+#[derive(Clone, Copy)]
+enum TextPart<'a> {
+    /// Username or password equal to it (the credential hash indexes).
+    Credential(&'a str),
+    /// IDS signature containing it (the partial index of IDS sessions).
+    Signature(&'a str),
+    /// A URL containing it (the partial index of sessions with URLs, migration 0008).
+    Url(&'a str),
+}
+
 fn session_where(f: &SessionFilter) -> Where {
+    session_where_part(f, None)
+}
+
+/// The filter's conditions plus one part of a free-text search.
+fn session_where_part(f: &SessionFilter, part: Option<TextPart<'_>>) -> Where {
     let mut w = Where::default();
+    match part {
+        Some(TextPart::Credential(s)) => {
+            let p = w.arg(enc(s).into_owned());
+            w.and(&format!(
+                "id IN (SELECT session_id FROM credentials WHERE username = {p} \
+                 UNION SELECT session_id FROM credentials WHERE password = {p})"
+            ));
+        }
+        Some(TextPart::Signature(s)) => {
+            let p = w.arg(like_contains(&enc(s)));
+            w.and(&format!(
+                "signature IS NOT NULL AND signature ILIKE {p} ESCAPE '\\'"
+            ));
+        }
+        Some(TextPart::Url(s)) => {
+            // The first term is the partial index's predicate.
+            let p = w.arg(like_contains(&enc(s)));
+            w.and(&format!(
+                "details ? 'urls' AND EXISTS (SELECT 1 FROM \
+                 jsonb_array_elements_text(details -> 'urls') u(v) WHERE u.v ILIKE {p} ESCAPE '\\')"
+            ));
+        }
+        None => {}
+    }
     if let Some(t) = f.since {
         let p = w.arg(t);
         w.and(&format!("ts >= {p}"));
@@ -229,8 +270,28 @@ pub(super) async fn sessions(
     f: &SessionFilter,
     page: &Page,
 ) -> Paged<Session> {
+    let Some(q) = f.text.as_deref() else {
+        return sessions_part(c, f, None, page).await;
+    };
+    let mut parts = Vec::with_capacity(3);
+    for part in [
+        TextPart::Credential(q),
+        TextPart::Signature(q),
+        TextPart::Url(q),
+    ] {
+        parts.push(sessions_part(c, f, Some(part), page).await?);
+    }
+    Ok(crate::search::merge(parts, page.capped()))
+}
+
+async fn sessions_part(
+    c: &impl GenericClient,
+    f: &SessionFilter,
+    part: Option<TextPart<'_>>,
+    page: &Page,
+) -> Paged<Session> {
     let limit = page.capped();
-    let mut w = session_where(f);
+    let mut w = session_where_part(f, part);
     if let Some(cursor) = &page.after {
         let (ts, id) = cursor.decode()?;
         let (a, b) = (w.arg(from_us(ts)), w.arg(id));
@@ -391,6 +452,90 @@ pub(super) async fn top(
         .await?
         .iter()
         .map(|r| (dec(r.get(0)), r.get::<_, i64>(1) as u64))
+        .collect())
+}
+
+pub(super) async fn top_sources(c: &impl GenericClient, q: &TopSourcesQuery) -> Result<TopSources> {
+    if q.filter.text.is_some() {
+        return Err(StoreError::Invalid(
+            "free text is not supported in top sources".into(),
+        ));
+    }
+    let (since, until) = ranking::window(q);
+    let mut f = q.filter.clone();
+    f.since = Some(since);
+    f.until = Some(until);
+    let net = f.source.take();
+    let mut ranked = Ranked::new(q.limit);
+    let mut want = ranking::first_round(q.limit);
+    let mut seen = 0;
+    loop {
+        let candidates = top(c, Dimension::SourceIp, since, until, want).await?;
+        for (value, bound) in candidates.iter().skip(seen) {
+            if ranked.done(*bound, value) {
+                return Ok(TopSources {
+                    rows: ranked.into_rows(),
+                    truncated: false,
+                });
+            }
+            seen += 1;
+            if let Some(ip) = ranking::candidate(value, net) {
+                let groups = source_groups(c, &f, ip, q).await?;
+                ranked.add(value, groups);
+            }
+        }
+        // Fewer than asked for: every address of the window was looked at.
+        let truncated = candidates.len() == want && want >= ranking::MAX_PROBES;
+        if candidates.len() < want || truncated {
+            return Ok(TopSources {
+                rows: ranked.into_rows(),
+                truncated,
+            });
+        }
+        want = ranking::MAX_PROBES;
+    }
+}
+
+/// Exact grouped counts of one source address over the (source_ip, ts, id) index.
+async fn source_groups(
+    c: &impl GenericClient,
+    f: &SessionFilter,
+    ip: IpAddr,
+    q: &TopSourcesQuery,
+) -> Result<Vec<SourceGroupCount>> {
+    let f = SessionFilter {
+        source: Some(ip.into()),
+        ..f.clone()
+    };
+    let mut w = session_where(&f);
+    if !q.exclude_protocols.is_empty() {
+        let list: Vec<String> = q
+            .exclude_protocols
+            .iter()
+            .map(|p| enc(p).into_owned())
+            .collect();
+        let p = w.arg(list);
+        w.and(&format!("(protocol IS NULL OR protocol <> ALL({p}))"));
+    }
+    let cols = match q.grouping {
+        SourceGrouping::Honeypot => "honeypot, NULL::text, NULL::integer",
+        SourceGrouping::Service => "honeypot, protocol, destination_port",
+    };
+    let sql = format!(
+        "SELECT {cols}, COUNT(*) FROM sessions{} GROUP BY 1, 2, 3",
+        w.sql
+    );
+    let st = c.prepare_cached(&sql).await?;
+    Ok(c.query(&st, &w.params())
+        .await?
+        .iter()
+        .map(|r| SourceGroupCount {
+            source_ip: ip,
+            honeypot: dec(r.get(0)),
+            protocol: dec_opt(r.get(1)),
+            destination_port: r.get::<_, Option<i32>>(2).map(|p| p as u16),
+            count: r.get::<_, i64>(3).max(0) as u64,
+        })
         .collect())
 }
 

@@ -43,6 +43,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "rollup_window",
         include_str!("../../migrations/sqlite/0007_rollup_window.sql"),
     ),
+    (
+        8,
+        "sessions_with_urls",
+        include_str!("../../migrations/sqlite/0008_sessions_with_urls.sql"),
+    ),
 ];
 
 /// Applies what is missing and returns the resulting schema version.

@@ -491,6 +491,10 @@ impl Store for SqliteStore {
         self.read(move |c| read::attacker_stats(c, ip, since)).await
     }
 
+    async fn top_sources(&self, query: TopSourcesQuery) -> Result<TopSources> {
+        self.read(move |c| read::top_sources(c, &query)).await
+    }
+
     async fn files(&self, page: Page) -> Result<(Vec<FileRow>, Option<Cursor>)> {
         self.read(move |c| read::files(c, &page)).await
     }

@@ -15,6 +15,7 @@ use super::conv::{
     SOURCE_DAY,
 };
 use super::rows::{page_of, SessionRow, SESSION_COLS};
+use crate::ranking::{self, Ranked};
 use crate::types::*;
 use crate::{Result, StoreError};
 
@@ -47,10 +48,48 @@ fn int(v: i64) -> Value {
     Value::Integer(v)
 }
 
-/// The filter's conditions; `day` restricts to one day of the day-led source and
-/// credential indexes (required with a credential filter).
-fn session_where(f: &SessionFilter, day: Option<i64>) -> Where {
+/// One of the three kinds of match of a free-text search (`SessionFilter::text`).
+#[derive(Clone, Copy)]
+enum TextPart<'a> {
+    /// Username or password equal to it (the day-led credential indexes).
+    Credential(&'a str),
+    /// IDS signature containing it (the partial index of IDS sessions).
+    Signature(&'a str),
+    /// A URL containing it (the partial index of sessions with URLs, migration 0008).
+    Url(&'a str),
+}
+
+/// Credential condition over the day-led credential indexes (one day).
+const CREDENTIAL_IN: &str = "id IN (SELECT session_id FROM credentials WHERE ts / 86400000000 = ? \
+    AND username = ? UNION SELECT session_id FROM credentials WHERE ts / 86400000000 = ? \
+    AND password = ?)";
+
+/// The filter's conditions plus one part of a free-text search; `day` restricts to one
+/// day of the day-led source and credential indexes (required with a credential filter
+/// or credential part).
+fn session_where(f: &SessionFilter, day: Option<i64>, part: Option<TextPart<'_>>) -> Where {
     let mut w = Where::default();
+    match part {
+        Some(TextPart::Credential(s)) => {
+            if let Some(d) = day {
+                w.and(CREDENTIAL_IN, [int(d), text(s), int(d), text(s)]);
+            }
+        }
+        Some(TextPart::Signature(s)) => w.and(
+            "signature IS NOT NULL AND signature LIKE ? ESCAPE '\\'",
+            [text(&like_contains(s))],
+        ),
+        Some(TextPart::Url(s)) => {
+            // The first term is the partial index's WHERE, spelled the same so the
+            // planner may use it; the JSON is only parsed for sessions with URLs.
+            w.and(
+                "instr(details, '\"urls\":') > 0 AND EXISTS (SELECT 1 FROM \
+                 json_each(sessions.details, '$.urls') j WHERE j.value LIKE ? ESCAPE '\\')",
+                [text(&like_contains(s))],
+            )
+        }
+        None => {}
+    }
     if let Some(t) = f.since {
         w.and("ts >= ?", [int(us(t))]);
     }
@@ -94,13 +133,7 @@ fn session_where(f: &SessionFilter, day: Option<i64>) -> Where {
         );
     }
     if let (Some(s), Some(d)) = (&f.credential, day) {
-        w.and(
-            &format!(
-                "id IN (SELECT session_id FROM credentials WHERE {SOURCE_DAY} = ? AND username = ? \
-                        UNION SELECT session_id FROM credentials WHERE {SOURCE_DAY} = ? AND password = ?)"
-            ),
-            [int(d), text(s), int(d), text(s)],
-        );
+        w.and(CREDENTIAL_IN, [int(d), text(s), int(d), text(s)]);
     }
     if let Some(d) = day {
         if f.source.is_some() {
@@ -122,10 +155,33 @@ fn session_where(f: &SessionFilter, day: Option<i64>) -> Where {
 }
 
 pub(super) fn sessions(c: &Connection, f: &SessionFilter, page: &Page) -> Paged<Session> {
+    let Some(q) = f.text.as_deref() else {
+        return sessions_part(c, f, None, page);
+    };
+    let mut parts = Vec::with_capacity(3);
+    for part in [
+        TextPart::Credential(q),
+        TextPart::Signature(q),
+        TextPart::Url(q),
+    ] {
+        parts.push(sessions_part(c, f, Some(part), page)?);
+    }
+    Ok(crate::search::merge(parts, page.capped()))
+}
+
+fn sessions_part(
+    c: &Connection,
+    f: &SessionFilter,
+    part: Option<TextPart<'_>>,
+    page: &Page,
+) -> Paged<Session> {
     let limit = page.capped();
     let cursor = page.after.as_ref().map(Cursor::decode).transpose()?;
-    if f.source.is_none() && f.credential.is_none() {
-        let rows = session_rows(c, f, cursor, None, limit + 1)?;
+    let by_day = f.source.is_some()
+        || f.credential.is_some()
+        || matches!(part, Some(TextPart::Credential(_)));
+    if !by_day {
+        let rows = session_rows(c, f, part, cursor, None, limit + 1)?;
         return Ok(page_of(rows, limit));
     }
     // By source address or credential: those indexes are led by the day, so walk the days
@@ -138,6 +194,7 @@ pub(super) fn sessions(c: &Connection, f: &SessionFilter, page: &Page) -> Paged<
         rows.extend(session_rows(
             c,
             f,
+            part,
             cursor,
             Some(day),
             limit + 1 - rows.len(),
@@ -153,11 +210,12 @@ pub(super) fn sessions(c: &Connection, f: &SessionFilter, page: &Page) -> Paged<
 fn session_rows(
     c: &Connection,
     f: &SessionFilter,
+    part: Option<TextPart<'_>>,
     cursor: Option<(i64, i64)>,
     day: Option<i64>,
     n: usize,
 ) -> Result<Vec<(Session, Cursor)>> {
-    let mut w = session_where(f, day);
+    let mut w = session_where(f, day, part);
     if let Some((ts, id)) = cursor {
         w.and("(ts, id) < (?, ?)", [int(ts), int(id)]);
     }
@@ -503,6 +561,105 @@ pub(super) fn attacker_stats(
     stats.urls = from_details("$.urls")?;
     stats.commands = from_details("$.commands")?;
     Ok(stats)
+}
+
+pub(super) fn top_sources(c: &Connection, q: &TopSourcesQuery) -> Result<TopSources> {
+    if q.filter.text.is_some() {
+        return Err(StoreError::Invalid(
+            "free text is not supported in top sources".into(),
+        ));
+    }
+    let (since, until) = ranking::window(q);
+    let mut f = q.filter.clone();
+    f.since = Some(since);
+    f.until = Some(until);
+    let net = f.source.take();
+    let mut ranked = Ranked::new(q.limit);
+    let Some(days) = day_span(c, f.since, f.until, None)? else {
+        return Ok(TopSources::default());
+    };
+    let mut want = ranking::first_round(q.limit);
+    let mut seen = 0;
+    loop {
+        let candidates = top(c, Dimension::SourceIp, since, until, want)?;
+        for (value, bound) in candidates.iter().skip(seen) {
+            if ranked.done(*bound, value) {
+                return Ok(TopSources {
+                    rows: ranked.into_rows(),
+                    truncated: false,
+                });
+            }
+            seen += 1;
+            if let Some(ip) = ranking::candidate(value, net) {
+                let groups = source_groups(c, &f, ip, days, q)?;
+                ranked.add(value, groups);
+            }
+        }
+        // Fewer than asked for: every address of the window was looked at.
+        let truncated = candidates.len() == want && want >= ranking::MAX_PROBES;
+        if candidates.len() < want || truncated {
+            return Ok(TopSources {
+                rows: ranked.into_rows(),
+                truncated,
+            });
+        }
+        want = ranking::MAX_PROBES;
+    }
+}
+
+/// Exact grouped counts of one source address: one probe of the day-led source index per
+/// day of the window.
+fn source_groups(
+    c: &Connection,
+    f: &SessionFilter,
+    ip: IpAddr,
+    (lo, hi): (i64, i64),
+    q: &TopSourcesQuery,
+) -> Result<Vec<SourceGroupCount>> {
+    let f = SessionFilter {
+        source: Some(ip.into()),
+        ..f.clone()
+    };
+    let cols = match q.grouping {
+        SourceGrouping::Honeypot => "honeypot, NULL, NULL",
+        SourceGrouping::Service => "honeypot, protocol, destination_port",
+    };
+    let mut counts: HashMap<(String, Option<String>, Option<u16>), u64> = HashMap::new();
+    for day in lo..=hi {
+        let mut w = session_where(&f, Some(day), None);
+        if !q.exclude_protocols.is_empty() {
+            let marks = vec!["?"; q.exclude_protocols.len()].join(", ");
+            w.and(
+                &format!("(protocol IS NULL OR protocol NOT IN ({marks}))"),
+                q.exclude_protocols.iter().map(|p| text(p)),
+            );
+        }
+        // INDEXED BY: with a honeypot or port filter the planner may otherwise pick that
+        // index and read all of its sessions in the window once per probed address.
+        let sql = format!(
+            "SELECT {cols}, COUNT(*) FROM sessions INDEXED BY sessions_source_day{} \
+             GROUP BY 1, 2, 3",
+            w.sql
+        );
+        let mut st = c.prepare_cached(&sql)?;
+        let mut rows = st.query(params_from_iter(w.args))?;
+        while let Some(r) = rows.next()? {
+            let key = (r.get(0)?, r.get(1)?, r.get(2)?);
+            *counts.entry(key).or_default() += r.get::<_, i64>(3)?.max(0) as u64;
+        }
+    }
+    Ok(counts
+        .into_iter()
+        .map(
+            |((honeypot, protocol, destination_port), count)| SourceGroupCount {
+                source_ip: ip,
+                honeypot,
+                protocol,
+                destination_port,
+                count,
+            },
+        )
+        .collect())
 }
 
 /// Keyset condition and order shared by the side-record listings.

@@ -1,0 +1,151 @@
+//! The backend-independent half of [`Store::top_sources`](crate::Store::top_sources).
+//!
+//! Candidates come from the hourly source-address roll-up, most sessions first (ties by
+//! address text). A candidate's roll-up sum covers every hour overlapping the window, so
+//! it is at least the exact count of any of its groups. Each backend probes candidates in
+//! that order with an exact grouped count over its source index and feeds the rows here;
+//! once a candidate's sum cannot beat the last of `limit` rows kept, no later candidate
+//! can either, and the answer is exact without reading the other sources' sessions.
+
+use std::cmp::Ordering;
+use std::net::IpAddr;
+
+use chrono::{DateTime, Duration, Utc};
+use ipnet::IpNet;
+
+use crate::types::{Page, SourceGroupCount, TopSourcesQuery};
+
+/// Addresses probed at most per query. Only reached when the filter drops most of the
+/// candidates' sessions (a honeypot or port filter the source roll-up cannot see).
+pub(crate) const MAX_PROBES: usize = 10_000;
+
+/// Candidates read from the roll-up in the first round (more are read only if needed).
+pub(crate) fn first_round(limit: usize) -> usize {
+    (limit.saturating_mul(4)).clamp(64, MAX_PROBES)
+}
+
+/// The window with both ends set: `since` defaults to the epoch and `until` to ten years
+/// ahead, so roll-up sums and exact probes cover the same sessions.
+pub(crate) fn window(q: &TopSourcesQuery) -> (DateTime<Utc>, DateTime<Utc>) {
+    let since = q.filter.since.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+    let until = q
+        .filter
+        .until
+        .unwrap_or_else(|| Utc::now() + Duration::days(3653));
+    (since, until)
+}
+
+/// Whether a roll-up value (canonical address text) passes the query's network filter;
+/// `None` when it is not an address.
+pub(crate) fn candidate(value: &str, net: Option<IpNet>) -> Option<IpAddr> {
+    let ip: IpAddr = value.parse().ok()?;
+    match net {
+        None => Some(ip),
+        Some(n) => (n.contains(&ip) || n.contains(&mapped(ip))).then_some(ip),
+    }
+}
+
+fn mapped(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V6(v4.to_ipv6_mapped()),
+        v6 => v6,
+    }
+}
+
+/// Result order: most sessions first, then address text, honeypot, protocol, port.
+pub(crate) fn order(a: &(SourceGroupCount, String), b: &(SourceGroupCount, String)) -> Ordering {
+    b.0.count
+        .cmp(&a.0.count)
+        .then_with(|| a.1.cmp(&b.1))
+        .then_with(|| a.0.honeypot.cmp(&b.0.honeypot))
+        .then_with(|| a.0.protocol.cmp(&b.0.protocol))
+        .then_with(|| a.0.destination_port.cmp(&b.0.destination_port))
+}
+
+/// The best `limit` rows seen so far.
+pub(crate) struct Ranked {
+    limit: usize,
+    rows: Vec<(SourceGroupCount, String)>,
+    /// Candidates probed.
+    pub probes: usize,
+}
+
+impl Ranked {
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            limit: limit.clamp(1, Page::MAX),
+            rows: Vec::new(),
+            probes: 0,
+        }
+    }
+
+    /// `true` when a candidate with roll-up sum `bound` and address text `value` (and so
+    /// every candidate after it) cannot enter the kept rows.
+    pub(crate) fn done(&self, bound: u64, value: &str) -> bool {
+        if self.rows.len() < self.limit {
+            return false;
+        }
+        let Some((last, text)) = self.rows.last() else {
+            return false;
+        };
+        bound < last.count || (bound == last.count && value > text.as_str())
+    }
+
+    /// Adds the exact groups of one probed address.
+    pub(crate) fn add(&mut self, value: &str, groups: Vec<SourceGroupCount>) {
+        self.probes += 1;
+        self.rows.extend(
+            groups
+                .into_iter()
+                .filter(|g| g.count > 0)
+                .map(|g| (g, value.to_owned())),
+        );
+        self.rows.sort_by(order);
+        self.rows.truncate(self.limit);
+    }
+
+    pub(crate) fn into_rows(self) -> Vec<SourceGroupCount> {
+        self.rows.into_iter().map(|(g, _)| g).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(ip: &str, hp: &str, n: u64) -> SourceGroupCount {
+        SourceGroupCount {
+            source_ip: ip.parse().unwrap(),
+            honeypot: hp.into(),
+            protocol: None,
+            destination_port: None,
+            count: n,
+        }
+    }
+
+    #[test]
+    fn stops_only_when_no_later_candidate_can_enter() {
+        let mut r = Ranked::new(2);
+        assert!(!r.done(5, "10.0.0.1"));
+        r.add(
+            "10.0.0.1",
+            vec![row("10.0.0.1", "a", 3), row("10.0.0.1", "b", 2)],
+        );
+        // Kept: (3, .1, a), (2, .1, b). A sum of 2 with a smaller address could tie ahead.
+        assert!(!r.done(2, "10.0.0.0"));
+        assert!(r.done(2, "10.0.0.2"));
+        assert!(r.done(1, "10.0.0.0"));
+        r.add("10.0.0.0", vec![row("10.0.0.0", "c", 2)]);
+        let rows = r.into_rows();
+        assert_eq!(rows, vec![row("10.0.0.1", "a", 3), row("10.0.0.0", "c", 2)]);
+    }
+
+    #[test]
+    fn network_filter_sees_mapped_networks() {
+        let n: IpNet = "::ffff:10.0.0.0/104".parse().unwrap();
+        assert!(candidate("10.1.2.3", Some(n)).is_some());
+        assert!(candidate("11.1.2.3", Some(n)).is_none());
+        assert!(candidate("10.1.2.3", Some("10.0.0.0/8".parse().unwrap())).is_some());
+        assert!(candidate("not an ip", None).is_none());
+    }
+}
