@@ -180,62 +180,18 @@ pub async fn sessions_per_sensor(store: &dyn Store) -> Result<HashMap<String, u6
     Ok(top.into_iter().collect())
 }
 
-/// Rows scanned at most per free-text search page.
-const SCAN_CAP: usize = 20_000;
-/// Store fetches at most per free-text search page.
-const MAX_FETCHES: usize = 64;
-
-/// Sessions matching `filter` and, when given, containing `text` (case-insensitive) in a
-/// signature, credential, URL, command, HTTP path or user agent. Free text is a scan over
-/// the filtered, keyset-ordered sessions: a page may come back short (after `SCAN_CAP`
-/// rows) with a cursor to go on.
+/// Sessions matching `filter` and, when given, the free text `text`: a credential whose
+/// username or password equals it, or an IDS signature or URL containing it (ASCII
+/// case-insensitive). The store serves it from indexes (`SessionFilter::text`), so pages
+/// are full and paging is exact.
 pub async fn find_sessions(
     store: &dyn Store,
-    filter: SessionFilter,
+    mut filter: SessionFilter,
     text: Option<&str>,
     page: Page,
 ) -> Result<(Vec<Session>, Option<Cursor>), AppError> {
-    let Some(text) = text.map(str::to_lowercase).filter(|t| !t.is_empty()) else {
-        return Ok(store.sessions(filter, page).await?);
-    };
-    let limit = page.limit.clamp(1, Page::MAX);
-    let mut cursor = page.after;
-    let mut found = Vec::new();
-    let mut scanned = 0usize;
-    // Each fetch asks for exactly what is missing, so a page never exceeds `limit`; the
-    // fetch and row caps bound the work when matches are sparse.
-    for _ in 0..MAX_FETCHES {
-        let (rows, next) = store
-            .sessions(
-                filter.clone(),
-                Page {
-                    limit: limit - found.len(),
-                    after: cursor.clone(),
-                },
-            )
-            .await?;
-        scanned += rows.len();
-        found.extend(rows.into_iter().filter(|s| session_matches(s, &text)));
-        cursor = next;
-        if found.len() >= limit || cursor.is_none() || scanned >= SCAN_CAP {
-            break;
-        }
-    }
-    Ok((found, cursor))
-}
-
-fn session_matches(s: &Session, lower: &str) -> bool {
-    let d = &s.details;
-    let has = |v: &str| v.to_lowercase().contains(lower);
-    d.ids.as_ref().is_some_and(|i| has(&i.signature))
-        || d.credentials
-            .iter()
-            .any(|c| has(&c.username) || has(&c.password))
-        || d.urls.iter().any(|u| has(u))
-        || d.commands.iter().any(|c| has(c))
-        || d.http.as_ref().is_some_and(|h| {
-            h.path.as_deref().is_some_and(has) || h.user_agent.as_deref().is_some_and(has)
-        })
+    filter.text = text.map(str::to_owned).filter(|t| !t.is_empty());
+    Ok(store.sessions(filter, page).await?)
 }
 
 #[cfg(test)]

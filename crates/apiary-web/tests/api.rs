@@ -407,3 +407,179 @@ async fn openapi_lists_every_api_route() {
         );
     }
 }
+
+/// Sessions for the aggregate endpoints, with distinct counts per (source, group).
+async fn aggregate_fixture() -> (App, As) {
+    let app = App::new().await;
+    let mut batch = Vec::new();
+    let mut add = |n: usize, minutes: i64, ip: &str, port: u16, hp: &str, proto: Option<&str>| {
+        for k in 0..n {
+            let mut s = session(minutes + k as i64, ip, port, hp, "sensor-a");
+            s.protocol = proto.map(str::to_owned);
+            batch.push((s, b"{}".to_vec()));
+        }
+    };
+    add(5, 1, "198.51.100.1", 22, "cowrie", Some("ssh"));
+    add(2, 10, "198.51.100.1", 80, "dionaea", Some("http"));
+    add(4, 20, "198.51.100.2", 22, "cowrie", Some("ssh"));
+    add(1, 30, "198.51.100.2", 0, "p0f", Some("pcap"));
+    add(3, 40, "2001:db8::3", 3389, "dionaea", None);
+    // Outside the default 4 hours.
+    add(1, 300, "203.0.113.4", 23, "cowrie", Some("telnet"));
+    app.insert(batch).await;
+    let key = app.key(ANALYST).await;
+    (app, key)
+}
+
+#[tokio::test]
+async fn top_attackers_gives_exact_figures() {
+    let (app, key) = aggregate_fixture().await;
+    let rows = |v: Value| -> Vec<(String, String, u64)> {
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["source_ip"].as_str().unwrap().to_owned(),
+                    r["honeypot"].as_str().unwrap().to_owned(),
+                    r["count"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let r = |ip: &str, hp: &str, n: u64| (ip.to_owned(), hp.to_owned(), n);
+    let top = app.get("/api/top_attackers/", &key).await.json();
+    assert_eq!(top["meta"]["query"], "top_attackers");
+    assert_eq!(top["meta"]["size"], 5);
+    assert_eq!(top["meta"]["truncated"], false);
+    assert_eq!(
+        rows(top),
+        vec![
+            r("198.51.100.1", "cowrie", 5),
+            r("198.51.100.2", "cowrie", 4),
+            r("2001:db8::3", "dionaea", 3),
+            r("198.51.100.1", "dionaea", 2),
+            r("198.51.100.2", "p0f", 1),
+        ]
+    );
+    // A wider window; ties by address.
+    let top = app
+        .get("/api/top_attackers/?hours_ago=24", &key)
+        .await
+        .json();
+    assert_eq!(
+        rows(top)[4..],
+        [r("198.51.100.2", "p0f", 1), r("203.0.113.4", "cowrie", 1)]
+    );
+    let top = app.get("/api/top_attackers/?limit=2", &key).await.json();
+    assert_eq!(
+        rows(top),
+        vec![
+            r("198.51.100.1", "cowrie", 5),
+            r("198.51.100.2", "cowrie", 4)
+        ]
+    );
+    let top = app
+        .get("/api/top_attackers/?honeypot=dionaea", &key)
+        .await
+        .json();
+    assert_eq!(
+        rows(top),
+        vec![
+            r("2001:db8::3", "dionaea", 3),
+            r("198.51.100.1", "dionaea", 2)
+        ]
+    );
+    let top = app
+        .get(
+            "/api/top_attackers/?source_ip=198.51.100.2&hours_ago=24",
+            &key,
+        )
+        .await
+        .json();
+    assert_eq!(
+        rows(top),
+        vec![r("198.51.100.2", "cowrie", 4), r("198.51.100.2", "p0f", 1)]
+    );
+    let top = app
+        .get("/api/top_attackers/?hours_ago=0", &key)
+        .await
+        .json();
+    assert_eq!(rows(top), vec![]);
+}
+
+#[tokio::test]
+async fn intel_feed_gives_exact_figures() {
+    let (app, key) = aggregate_fixture().await;
+    let intel = app.get("/api/intel_feed/", &key).await.json();
+    assert_eq!(intel["meta"]["query"], "intel_feed");
+    assert_eq!(
+        intel["data"],
+        json!([
+            {"source_ip": "198.51.100.1", "honeypot": "cowrie", "protocol": "ssh",
+             "destination_port": 22, "count": 5, "meta": []},
+            {"source_ip": "198.51.100.2", "honeypot": "cowrie", "protocol": "ssh",
+             "destination_port": 22, "count": 4, "meta": []},
+            {"source_ip": "2001:db8::3", "honeypot": "dionaea", "protocol": "RDP",
+             "destination_port": 3389, "count": 3, "meta": []},
+            {"source_ip": "198.51.100.1", "honeypot": "dionaea", "protocol": "http",
+             "destination_port": 80, "count": 2, "meta": []},
+        ])
+    );
+    let tsv = app
+        .get("/api/intel_feed.csv/?hours_ago=24&limit=10", &key)
+        .await
+        .text();
+    assert_eq!(
+        tsv,
+        "source_ip\tcount\ttags\n\
+         198.51.100.1\t5\tcowrie,ssh,port-22\n\
+         198.51.100.2\t4\tcowrie,ssh,port-22\n\
+         2001:db8::3\t3\tdionaea,RDP,port-3389\n\
+         198.51.100.1\t2\tdionaea,http,port-80\n\
+         203.0.113.4\t1\tcowrie,telnet,port-23\n"
+    );
+}
+
+#[tokio::test]
+async fn free_text_matches_credentials_signatures_and_urls() {
+    let app = App::new().await;
+    let mut batch = Vec::new();
+    for i in 0..6i64 {
+        let mut s = session(i, "198.51.100.9", 22, "cowrie", "sensor-a");
+        match i {
+            0 => s.details.credentials.push(apiary_model::Credential {
+                username: "root".into(),
+                password: "toor".into(),
+            }),
+            1 => {
+                s.details.ids = Some(apiary_model::IdsAlert {
+                    signature: "ET SCAN Nmap Scripting Engine".into(),
+                    ..Default::default()
+                })
+            }
+            2 => s.details.urls = vec!["http://evil.example/x.sh".into()],
+            3 => s.details.commands = vec!["wget toor".into()],
+            _ => {}
+        }
+        batch.push((s, b"{}".to_vec()));
+    }
+    app.insert(batch).await;
+    let key = app.key(ANALYST).await;
+    let all = ids(&app.get("/api/session/", &key).await.json());
+    assert_eq!(all.len(), 6);
+    // Newest first: session i is all[i].
+    for (q, want) in [
+        ("toor", vec![all[0]]),
+        ("root", vec![all[0]]),
+        ("too", vec![]),
+        ("nmap", vec![all[1]]),
+        ("EVIL.example/X", vec![all[2]]),
+        ("scan", vec![all[1]]),
+        ("wget", vec![]),
+    ] {
+        let got = ids(&app.get(&format!("/api/session/?q={q}"), &key).await.json());
+        assert_eq!(got, want, "q={q}");
+    }
+}

@@ -9,10 +9,8 @@ pub mod auth;
 pub mod openapi;
 pub mod sensors;
 
-use std::collections::BTreeMap;
-
 use apiary_model::Session;
-use apiary_store::{Cursor, Page, RawQuery, StoredRaw};
+use apiary_store::{Cursor, RawQuery, SourceGrouping, StoredRaw, TopSources, TopSourcesQuery};
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -25,9 +23,6 @@ use crate::error::{AppError, AppResult};
 use crate::ops;
 use crate::query::{iso, parse_ip_path, Params, DEFAULT_LIMIT};
 use crate::state::AppState;
-
-/// Rows an aggregate endpoint (top_attackers, intel_feed) reads at most.
-const AGGREGATE_SCAN_CAP: usize = 200_000;
 
 /// `{"data": [...], "meta": {...}}`.
 pub fn list(rows: Vec<Value>, p: &Params, limit: usize, next: Option<Cursor>) -> Json<Value> {
@@ -160,47 +155,28 @@ pub async fn feed_one(
     Ok(Json(raw_json(&r)))
 }
 
-/// Groups the filtered sessions of the window by `key`, counting; most frequent first.
-async fn aggregate<K: Ord + Clone>(
+/// The busiest (source, group) pairs of the filtered window (default last 4 h), from the
+/// store's roll-ups and source index (`Store::top_sources`).
+async fn top_sources(
     st: &AppState,
     p: &Params,
-    key: impl Fn(&Session) -> Option<K>,
-) -> AppResult<(Vec<(K, u64)>, bool)> {
+    grouping: SourceGrouping,
+    exclude_protocols: &[&str],
+) -> AppResult<TopSources> {
+    let limit = p.page(DEFAULT_LIMIT)?.limit;
     let mut filter = p.session_filter()?;
     if filter.since.is_none() {
         filter.since = p.hours_ago(Some(4))?;
     }
-    let mut counts: BTreeMap<K, u64> = BTreeMap::new();
-    let mut cursor = None;
-    let mut scanned = 0;
-    let truncated = loop {
-        let (rows, next) = st
-            .store
-            .sessions(
-                filter.clone(),
-                Page {
-                    limit: Page::MAX,
-                    after: cursor,
-                },
-            )
-            .await?;
-        scanned += rows.len();
-        for s in &rows {
-            if let Some(k) = key(s) {
-                *counts.entry(k).or_default() += 1;
-            }
-        }
-        cursor = next;
-        if cursor.is_none() {
-            break false;
-        }
-        if scanned >= AGGREGATE_SCAN_CAP {
-            break true;
-        }
-    };
-    let mut v: Vec<(K, u64)> = counts.into_iter().collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    Ok((v, truncated))
+    Ok(st
+        .store
+        .top_sources(TopSourcesQuery {
+            filter,
+            grouping,
+            exclude_protocols: exclude_protocols.iter().map(|s| (*s).to_owned()).collect(),
+            limit,
+        })
+        .await?)
 }
 
 fn aggregate_meta(p: &Params, query: &str, size: usize, truncated: bool) -> Value {
@@ -218,41 +194,43 @@ pub async fn top_attackers(
     _c: Caller,
     p: Params,
 ) -> AppResult<Json<Value>> {
-    let limit = p.page(DEFAULT_LIMIT)?.limit;
-    let (rows, truncated) = aggregate(&st, &p, |s| {
-        s.source_ip.map(|ip| (ip.to_string(), s.honeypot.clone()))
-    })
-    .await?;
-    let data: Vec<Value> = rows
-        .into_iter()
-        .take(limit)
-        .map(|((ip, hp), n)| json!({"source_ip": ip, "honeypot": hp, "count": n}))
+    let top = top_sources(&st, &p, SourceGrouping::Honeypot, &[]).await?;
+    let data: Vec<Value> = top
+        .rows
+        .iter()
+        .map(|r| json!({"source_ip": r.source_ip.to_string(), "honeypot": r.honeypot, "count": r.count}))
         .collect();
-    let meta = aggregate_meta(&p, "top_attackers", data.len(), truncated);
+    let meta = aggregate_meta(&p, "top_attackers", data.len(), top.truncated);
     Ok(Json(json!({"data": data, "meta": meta})))
 }
 
 type IntelKey = (String, String, String, Option<u16>);
 
+/// MHN's intel feed rows: pcap (p0f) and ftpdatalisten sessions left out; a missing
+/// protocol reads "RDP" on port 3389, else "".
 async fn intel_rows(st: &AppState, p: &Params) -> AppResult<(Vec<(IntelKey, u64)>, bool)> {
-    let limit = p.page(DEFAULT_LIMIT)?.limit;
-    let (rows, truncated) = aggregate(st, p, |s| {
-        let ip = s.source_ip?;
-        let proto = match s.protocol.as_deref() {
-            Some("pcap") | Some("ftpdatalisten") => return None,
-            Some(x) => x.to_owned(),
-            None if s.destination_port == Some(3389) => "RDP".to_owned(),
-            None => String::new(),
-        };
-        Some((
-            ip.to_string(),
-            s.honeypot.clone(),
-            proto,
-            s.destination_port,
-        ))
-    })
-    .await?;
-    Ok((rows.into_iter().take(limit).collect(), truncated))
+    let top = top_sources(st, p, SourceGrouping::Service, &["pcap", "ftpdatalisten"]).await?;
+    let rows = top
+        .rows
+        .into_iter()
+        .map(|r| {
+            let proto = match r.protocol {
+                Some(x) => x,
+                None if r.destination_port == Some(3389) => "RDP".to_owned(),
+                None => String::new(),
+            };
+            (
+                (
+                    r.source_ip.to_string(),
+                    r.honeypot,
+                    proto,
+                    r.destination_port,
+                ),
+                r.count,
+            )
+        })
+        .collect();
+    Ok((rows, top.truncated))
 }
 
 /// `GET /api/intel_feed/`.

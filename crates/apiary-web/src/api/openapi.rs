@@ -9,10 +9,10 @@ pub const ENDPOINTS: &[(&str, &str, &str, &[&str])] = &[
     ("get", "/api/session/{id}/", "One session with all details", &[]),
     ("get", "/api/feed/", "Raw hpfeeds messages, newest first", &["channel", "ident", "payload", "hours_ago", "limit", "cursor"]),
     ("get", "/api/feed/{id}/", "One raw message", &[]),
-    ("get", "/api/top_attackers/", "Source addresses by session count (default last 4 h)", SESSION_FILTERS),
+    ("get", "/api/top_attackers/", "Busiest (source address, honeypot) pairs by session count (default last 4 h); meta.truncated when a filter the roll-ups cannot narrow made the server stop after 10,000 addresses", AGGREGATE_FILTERS),
     ("get", "/api/attacker_stats/{ip}/", "What one source address did (default last 720 h)", &["hours_ago"]),
-    ("get", "/api/intel_feed/", "Sources with honeypot, protocol, port, count and p0f metadata", SESSION_FILTERS),
-    ("get", "/api/intel_feed.csv/", "intel_feed as TSV: source_ip, count, tags", SESSION_FILTERS),
+    ("get", "/api/intel_feed/", "Busiest (source, honeypot, protocol, port) groups with count and p0f metadata (default last 4 h; pcap and ftpdatalisten sessions left out)", AGGREGATE_FILTERS),
+    ("get", "/api/intel_feed.csv/", "intel_feed as TSV: source_ip, count, tags", AGGREGATE_FILTERS),
     ("get", "/api/file/", "Captured files (by ?hash= with content)", &["hash", "limit", "cursor"]),
     ("get", "/api/url/", "URLs seen", &["limit", "cursor"]),
     ("get", "/api/dork/", "Web paths probed", &["limit", "cursor"]),
@@ -56,13 +56,57 @@ const SESSION_FILTERS: &[&str] = &[
     "cursor",
 ];
 
+/// The session filters minus free text and cursor, for the aggregate endpoints.
+const AGGREGATE_FILTERS: &[&str] = &[
+    "hours_ago",
+    "timestamp",
+    "since",
+    "until",
+    "honeypot",
+    "source_ip",
+    "destination_port",
+    "protocol",
+    "identifier",
+    "country",
+    "asn",
+    "signature",
+    "credential",
+    "channel",
+    "limit",
+];
+
+/// Descriptions of the parameters whose meaning is not obvious from the name.
+fn describe(param: &str) -> Option<&'static str> {
+    Some(match param {
+        "q" => {
+            "Free text: sessions with a credential whose username or password equals it \
+             (exact, case-sensitive), or whose IDS signature or one of whose URLs contains \
+             it (ASCII case-insensitive). Commands, HTTP paths and user agents are not \
+             searched. Served from indexes; pages are always full."
+        }
+        "signature" => "IDS signature contains this text (ASCII case-insensitive)",
+        "credential" => "A username or password equal to this text (exact)",
+        "source_ip" => "An address or a CIDR network",
+        "hours_ago" => "Only the last N hours",
+        "limit" => "Rows per page, 1 to 10,000 (default 100)",
+        "cursor" => "meta.next_cursor of the previous page",
+        _ => return None,
+    })
+}
+
 /// The OpenAPI 3.0 document.
 pub fn document() -> Value {
     let mut paths = Map::new();
     for (method, path, summary, params) in ENDPOINTS {
         let mut parameters: Vec<Value> = params
             .iter()
-            .map(|p| json!({"name": p, "in": "query", "required": false, "schema": {"type": "string"}}))
+            .map(|p| {
+                let mut v = json!({"name": p, "in": "query", "required": false, "schema": {"type": "string"}});
+                if let Some(d) = describe(p) {
+                    v["description"] = json!(d);
+                }
+                v
+            })
             .collect();
         for seg in path.split('/').filter(|s| s.starts_with('{')) {
             let name = seg.trim_matches(|c| c == '{' || c == '}');

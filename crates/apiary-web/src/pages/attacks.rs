@@ -56,7 +56,7 @@ fn filter_form(p: &Params, sensors: &[(String, String)], honeypots: &[String]) -
             (text_input(p, "asn", "ASN", ""))
             (text_input(p, "signature", "Signature contains", ""))
             (text_input(p, "credential", "Username/password", ""))
-            (text_input(p, "q", "Free text", "signature, credential, URL, command"))
+            (text_input(p, "q", "Free text", "exact username/password, or part of a signature or URL"))
             button type="submit" { "Go" }
             a href="/ui/attacks/" { "Reset" }
         }
