@@ -20,7 +20,9 @@ use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
 use apiary_model::{Credential, GeoInfo, IdsAlert, Normalized, RawEvent, Session, SessionDetails};
-use apiary_store::{Dimension, IngestItem, Page, SessionFilter, Store};
+use apiary_store::{
+    Dimension, IngestItem, Page, SessionFilter, SourceGrouping, Store, TopSourcesQuery,
+};
 use bytes::Bytes;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 
@@ -418,6 +420,69 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
             Page::first(50),
         )
+    })
+    .await;
+    time_query("sessions text='user0' (50)", 5, || {
+        store.sessions(
+            SessionFilter {
+                text: Some("user0".into()),
+                ..Default::default()
+            },
+            Page::first(50),
+        )
+    })
+    .await;
+    time_query("sessions text='nothing' (50, 24 h)", 5, || {
+        store.sessions(
+            SessionFilter {
+                since: Some(since),
+                text: Some("nothing".into()),
+                ..Default::default()
+            },
+            Page::first(50),
+        )
+    })
+    .await;
+    for (label, hours, grouping) in [
+        (
+            "top_sources 100 by honeypot (4 h)",
+            4,
+            SourceGrouping::Honeypot,
+        ),
+        (
+            "top_sources 100 by service (4 h)",
+            4,
+            SourceGrouping::Service,
+        ),
+        (
+            "top_sources 100 by honeypot (24 h)",
+            24,
+            SourceGrouping::Honeypot,
+        ),
+    ] {
+        time_query(label, 5, || {
+            store.top_sources(TopSourcesQuery {
+                filter: SessionFilter {
+                    since: Some(Utc::now() - Duration::hours(hours)),
+                    ..Default::default()
+                },
+                grouping,
+                exclude_protocols: vec!["pcap".into()],
+                limit: 100,
+            })
+        })
+        .await;
+    }
+    time_query("top_sources 100 honeypot=cowrie (4 h)", 5, || {
+        store.top_sources(TopSourcesQuery {
+            filter: SessionFilter {
+                since: Some(Utc::now() - Duration::hours(4)),
+                honeypot: Some("cowrie".into()),
+                ..Default::default()
+            },
+            limit: 100,
+            ..Default::default()
+        })
     })
     .await;
     time_query("table_counts", 3, || store.table_counts()).await;
