@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use hpfeeds::frame::{self, Frame};
 
+pub mod netns;
+
 pub fn apiary() -> Command {
     Command::new(env!("CARGO_BIN_EXE_apiary"))
 }
