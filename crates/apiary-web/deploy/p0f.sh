@@ -8,7 +8,8 @@
 # interface writing /var/log/p0f.log (-o), and runs apiary-sensor's p0f forwarder on that
 # log: lines are published on the hpfeeds channel p0f.log.
 #
-# TESTED WITH: only `bash -n` and the server-side rendering test; not run against a real host yet.
+# TESTED WITH: Debian 12 (p0f 3.09b), run as the one-line command in a network namespace by
+# crates/apiary-server/tests/p0f_netns.rs (no systemd there: the nohup path).
 # Idempotent: the registration is kept in /etc/apiary-sensor/p0f-registration.json and a
 # second run reuses it (the server also answers a second registration from the same host
 # and token with the same sensor).
@@ -64,7 +65,7 @@ install_sensor_forwarder() { # KIND PATH
     getent group adm >/dev/null && usermod -a -G adm apiary-sensor || true
     {
         printf '[broker]\nhost = "%s"\nport = %s\nident = "%s"\nsecret = "%s"\n\n' "$HPF_HOST" "$HPF_PORT" "$IDENT" "$SECRET"
-        printf '[sensor]\nspool_dir = "%s"\n\n' "$STATE/$kind"
+        printf '[sensor]\nspool_dir = "%s"\nuser = "apiary-sensor"\n\n' "$STATE/$kind"
         printf '[[forwarder]]\nkind = "%s"\npath = "%s"\n' "$kind" "$path"
     } > "$ETC/$kind-forwarder.toml"
     chmod 0640 "$ETC/$kind-forwarder.toml"
@@ -85,17 +86,36 @@ install_sensor_forwarder() { # KIND PATH
     fi
 }
 
-pkg_install p0f curl ca-certificates -- p0f curl
+# Only when something is missing: a re-run (or an offline host that has them) needs no repository.
+if ! have p0f || ! have curl; then pkg_install p0f curl ca-certificates -- p0f curl; fi
 IFACE=$(ip route show default 2>/dev/null | awk '{print $5; exit}'); IFACE=${IFACE:-eth0}
+# Leave out the sensor's own traffic to the Apiary server (deploy downloads, registration,
+# hpfeeds): without this p0f files the sensor host and the server as fingerprinted hosts.
+# Addresses, not names: a name p0f can't resolve at start would make its filter fail.
+FILTER=""
+for h in "$HPF_HOST" "$(printf '%s' "$SERVER_URL" | sed -E 's#^[a-zA-Z]+://(\[([^]]*)\]|([^/:]*)).*#\2\3#')"; do
+    for a in $(getent ahosts "$h" 2>/dev/null | awk '{print $1}' | sort -u); do
+        case " $FILTER " in *" host $a "*) ;; *) FILTER="${FILTER:+$FILTER and }not host $a" ;; esac
+    done
+done
+say "p0f filter: ${FILTER:-none}"
 touch /var/log/p0f.log
 if has_systemd; then
-    printf '[Unit]\nDescription=p0f for Apiary\nAfter=network-online.target\n[Service]\nExecStart=%s -i %s -o /var/log/p0f.log\nRestart=always\n[Install]\nWantedBy=multi-user.target\n' \
-        "$(command -v p0f)" "$IFACE" > /etc/systemd/system/apiary-p0f.service
+    printf '[Unit]\nDescription=p0f for Apiary\nAfter=network-online.target\n[Service]\nExecStart=%s -i %s -o /var/log/p0f.log%s\nRestart=always\n[Install]\nWantedBy=multi-user.target\n' \
+        "$(command -v p0f)" "$IFACE" "${FILTER:+ \"$FILTER\"}" > /etc/systemd/system/apiary-p0f.service
     systemctl daemon-reload; systemctl enable apiary-p0f.service >/dev/null 2>&1 || true; systemctl restart apiary-p0f.service
     say "p0f running on $IFACE (apiary-p0f.service)"
-elif ! pgrep -x p0f >/dev/null; then
-    nohup p0f -i "$IFACE" -o /var/log/p0f.log >> /var/log/p0f-foreground.log 2>&1 &
-    say "no systemd: p0f started in the background on $IFACE"
+else
+    # Our own pid file, not `pgrep p0f`: another p0f on the host (another interface, a
+    # container) must not stop this one from starting.
+    install -d -m 0750 "$STATE"
+    if [ -f "$STATE/apiary-p0f.pid" ] && kill -0 "$(cat "$STATE/apiary-p0f.pid")" 2>/dev/null; then
+        say "p0f already running (pid $(cat "$STATE/apiary-p0f.pid"))"
+    else
+        nohup "$(command -v p0f)" -i "$IFACE" -o /var/log/p0f.log ${FILTER:+"$FILTER"} >> /var/log/p0f-foreground.log 2>&1 &
+        echo $! > "$STATE/apiary-p0f.pid"
+        say "no systemd: p0f started in the background on $IFACE (pid $(cat "$STATE/apiary-p0f.pid"))"
+    fi
 fi
 register
 install_sensor_forwarder p0f /var/log/p0f.log
