@@ -1,25 +1,28 @@
-//! The real Conpot end to end in network namespaces: `cpsrv` runs `apiary server`; in
-//! `cpsen` the Conpot deploy script *as the server serves it* (GET /deploy/<token>.sh) does
-//! its part — its `register` (POST /api/sensor/ with the enrollment token) and its
-//! `conpot_setup` (template on the standard ports, conpot.cfg with the hpfeeds output,
-//! command line) — and Conpot 0.6.0 from `.venv-conpot` (installed by `.ci/run` with the
-//! script's CONPOT_DEPS pins) runs that command line. `cpatt` sends a Modbus/TCP "read
-//! holding registers" request. Conpot's `conpot.events` must become a stored `conpot`
-//! session with the attacker's address and source port, destination port 502 and the
-//! request's function code, under the registered sensor.
+//! The real Conpot end to end in network namespaces: `cpsrv` runs `apiary server`; `cpsen`
+//! runs the Conpot deploy script from the Deploy page as its one-line command (`curl
+//! .../deploy/<token>.sh | bash`): it registers, creates the `conpot` user, writes the
+//! template (standard ports) and conpot.cfg (hpfeeds to our broker) and starts Conpot
+//! 0.6.0 as `conpot` with CAP_NET_BIND_SERVICE (setpriv + nohup: no systemd in a
+//! namespace). `cpatt` sends Modbus/TCP "read holding registers" requests to port 502.
+//! Conpot's `conpot.events` must become stored `conpot` sessions with the attacker's address
+//! and source port, destination port 502 and function code 3, under the registered sensor.
+//! A second run keeps one sensor and restarts Conpot.
 //!
-//! What the test does not run of the script: the package install, `useradd`, the pip
-//! install and the service start (systemd/setpriv). Conpot refuses to run as root, so it
-//! runs in a user namespace as uid 1000; `net.ipv4.ip_unprivileged_port_start=0` in the
-//! sensor namespace stands in for the CAP_NET_BIND_SERVICE the script grants it.
+//! Not run for real: the package and pip installs (the namespaces have no internet). The
+//! script skips them when /opt/conpot/venv is usable, and the test makes it a link to
+//! `.venv-conpot`, built by `.ci/run` with the script's own CONPOT_DEPS pins. When that
+//! venv's interpreter lives under a root-only /root (pyenv), the deploy's private mount
+//! namespace shows /root as a world-readable tmpfs holding only `.pyenv`, so the `conpot`
+//! user can run it. /etc/apiary-sensor, /opt/conpot and /var/log are bind-mounted from a
+//! temp dir; the `conpot` system user is created on the host (like deploy_netns's
+//! `apiary-sensor`).
 //!
-//! Needs root and the venv; otherwise prints SKIPPED and passes.
+//! Needs root, setpriv and python3; otherwise prints SKIPPED and passes.
 
 mod common;
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::netns::{self, Lab};
@@ -66,49 +69,6 @@ fn conpot_venv() -> PathBuf {
     venv
 }
 
-/// From the served script: its variable lines (server URL, token, broker; honeypot name)
-/// and the named shell functions, verbatim.
-fn script_parts(script: &str, functions: &[&str]) -> String {
-    let mut out = String::new();
-    for prefix in ["SERVER_URL=", "HONEYPOT="] {
-        let line = script
-            .lines()
-            .find(|l| l.starts_with(prefix))
-            .unwrap_or_else(|| panic!("no {prefix} line in the script"));
-        out.push_str(line);
-        out.push('\n');
-    }
-    for name in functions {
-        let start = format!("{name}() {{");
-        let mut lines = script.lines().skip_while(|l| !l.starts_with(&start));
-        let first = lines
-            .next()
-            .unwrap_or_else(|| panic!("no function {name} in the script"));
-        out.push_str(first);
-        out.push('\n');
-        if !first.trim_end().ends_with('}') {
-            for l in lines {
-                out.push_str(l);
-                out.push('\n');
-                if l == "}" {
-                    break;
-                }
-            }
-        }
-    }
-    out
-}
-
-/// Conpot in its own process group; the group is killed on drop.
-struct Conpot(Child);
-
-impl Drop for Conpot {
-    fn drop(&mut self) {
-        let _ = netns::sh(&format!("kill -KILL -- -{}", self.0.id()));
-        let _ = self.0.wait();
-    }
-}
-
 fn wait_for(what: &str, secs: u64, log: &dyn Fn() -> String, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !f() {
@@ -144,9 +104,42 @@ fn modbus_request(lab: &Lab) -> Option<(u16, String)> {
     (ok && !resp.is_empty()).then_some((port, resp))
 }
 
+const MOUNTS: &[(&str, &str)] = &[
+    ("etc", "/etc/apiary-sensor"),
+    ("opt", "/opt/conpot"),
+    ("varlog", "/var/log"),
+];
+
+/// Shell commands, run in the deploy's private mount namespace, that make the venv's
+/// interpreter reachable for an unprivileged user when it sits under a root-only /root.
+fn interpreter_view(venv: &Path, stage: &Path) -> String {
+    let python = std::fs::canonicalize(venv.join("bin/python3")).unwrap();
+    let (reachable, _) = netns::sh(&format!(
+        "setpriv --reuid=nobody --regid=$(id -g nobody) --clear-groups {} -c pass",
+        python.display()
+    ));
+    if reachable {
+        return String::new();
+    }
+    let Ok(rest) = python.strip_prefix("/root") else {
+        panic!("{} is not runnable by unprivileged users", python.display());
+    };
+    let top = rest
+        .components()
+        .next()
+        .unwrap()
+        .as_os_str()
+        .to_string_lossy();
+    let s = stage.display();
+    format!(
+        "mkdir -p {s} && mount --bind /root/{top} {s} && mount -t tmpfs -o mode=0755 none /root && \
+         mkdir /root/{top} && mount --bind {s} /root/{top} && "
+    )
+}
+
 #[test]
-fn conpot_with_the_deploy_scripts_config_publishes_modbus_sessions() {
-    if !netns::usable("conpot_netns", &["/usr/bin/python3"]) {
+fn conpot_deploy_script_publishes_modbus_sessions() {
+    if !netns::usable("conpot_netns", &["setpriv", "/usr/bin/python3"]) {
         return;
     }
     let started = Instant::now();
@@ -157,60 +150,31 @@ fn conpot_with_the_deploy_scripts_config_publishes_modbus_sessions() {
     lab.start_server(&netns::sensor_binary());
     let key = lab.api_key();
     let command = lab.deploy_command(&key, "Conpot");
-    let url = command
-        .split_whitespace()
-        .find(|w| w.ends_with(".sh"))
-        .expect("script URL in the command");
-    let (ok, script) = lab.exec("sen", &format!("curl -fsS {url}"));
-    assert!(ok, "{script}");
-    assert!(
-        script.contains(&format!("HPF_HOST=\"{srv}\"")) && script.contains("HPF_PORT=\"10000\""),
-        "broker not rendered into the script"
-    );
 
-    // The script's own registration and setup, in sen, then Conpot with its command line.
-    let home = tmp.path().join("conpot");
+    let home = tmp.path().join("opt");
     std::fs::create_dir_all(&home).unwrap();
     std::os::unix::fs::symlink(&venv, home.join("venv")).unwrap();
-    let program = format!(
-        "set -euo pipefail\n{}\nETC={etc}\nHOME_DIR={home}\nRUN_USER=conpot\n\
-         register\nconpot_setup\ncd \"$HOME_DIR/var\"\n\
-         exec unshare --user --map-user=1000 --map-group=1000 \"${{CONPOT_CMD[@]}}\"\n",
-        script_parts(
-            &script,
-            &["say", "die", "json_field", "register", "conpot_setup"]
-        ),
-        etc = tmp.path().join("etc").display(),
-        home = home.display(),
+    let view = interpreter_view(&venv, &tmp.path().join("interpreter"));
+    let out = lab.deploy(&format!("{view}{command}"), MOUNTS);
+    assert!(out.contains("created sensor"), "{out}");
+    assert!(
+        out.contains("no systemd: conpot started in the background as conpot"),
+        "{out}"
     );
-    std::fs::write(tmp.path().join("run-conpot.sh"), &program).unwrap();
-    let (ok, out) = lab.exec("sen", "sysctl -qw net.ipv4.ip_unprivileged_port_start=0");
-    assert!(ok, "{out}");
-    let out_path = tmp.path().join("conpot.out");
-    let conpot = Conpot(
-        Command::new("ip")
-            .args(["netns", "exec", &lab.ns("sen"), "bash"])
-            .arg(tmp.path().join("run-conpot.sh"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(std::fs::File::create(&out_path).unwrap()))
-            .stderr(Stdio::from(
-                std::fs::OpenOptions::new()
-                    .append(true)
-                    .open(&out_path)
-                    .unwrap(),
-            ))
-            .process_group(0)
-            .spawn()
-            .expect("spawn conpot"),
+    assert!(
+        !out.contains("installed conpot"),
+        "the venv was rebuilt: {out}"
     );
-    let log = || std::fs::read_to_string(&out_path).unwrap_or_default();
+    let log = || {
+        format!(
+            "{}{}",
+            std::fs::read_to_string(tmp.path().join("varlog/conpot-foreground.log"))
+                .unwrap_or_default(),
+            std::fs::read_to_string(home.join("var/conpot.log")).unwrap_or_default()
+        )
+    };
 
     // The config is the script's: hpfeeds to our broker as the registered sensor.
-    wait_for("the registration", 20, &log, || {
-        lab.api(&key, "/api/sensor/")
-            .as_array()
-            .is_some_and(|a| !a.is_empty())
-    });
     let sensors = lab.api(&key, "/api/sensor/");
     assert_eq!(sensors.as_array().unwrap().len(), 1, "{sensors}");
     let uuid = sensors[0]["uuid"].as_str().unwrap().to_owned();
@@ -225,12 +189,16 @@ fn conpot_with_the_deploy_scripts_config_publishes_modbus_sessions() {
     ] {
         assert!(cfg.lines().any(|l| l == want), "no `{want}` in:\n{cfg}");
     }
+    // Running as conpot, not root.
+    let pid = std::fs::read_to_string(home.join("var/conpot.pid")).unwrap();
+    let (_, user) = netns::sh(&format!("ps -o user= -p {}", pid.trim()));
+    assert_eq!(user.trim(), "conpot", "Conpot pid {pid}");
 
     // Conpot listens on 502 (the script's template) and has dialled the broker.
     wait_for("Modbus on :502", 30, &log, || {
         log().contains("Modbus server started on: ('0.0.0.0', 502)")
     });
-    wait_for("the hpfeeds connection", 20, &log, || {
+    wait_for("the hpfeeds connection", 45, &log, || {
         log().contains(&format!("connecting to {srv}:10000"))
     });
 
@@ -298,6 +266,24 @@ fn conpot_with_the_deploy_scripts_config_publishes_modbus_sessions() {
             .any(|s| s["details"]["ics"]["type"] == "NEW_CONNECTION"),
         "no NEW_CONNECTION session: {stored:?}"
     );
+
+    // Second run: same sensor, Conpot restarted (a new pid, still as conpot).
+    let out = lab.deploy(&format!("{view}{command}"), MOUNTS);
+    assert!(out.contains("already registered"), "{out}");
+    let sensors = lab.api(&key, "/api/sensor/");
+    assert_eq!(sensors.as_array().unwrap().len(), 1, "{sensors}");
+    let pid2 = std::fs::read_to_string(home.join("var/conpot.pid")).unwrap();
+    assert_ne!(pid.trim(), pid2.trim());
+    let (_, user) = netns::sh(&format!("ps -o user= -p {}", pid2.trim()));
+    assert_eq!(
+        user.trim(),
+        "conpot",
+        "Conpot after the second deploy, pid {pid2}"
+    );
+    assert!(
+        !netns::sh(&format!("kill -0 {}", pid.trim())).0,
+        "old Conpot still runs"
+    );
     eprintln!(
         "conpot_netns: {} requests sent, {} stored as sessions ({} requests) from {att} to {sen}:502 in {:.1} s",
         sent.len(),
@@ -305,5 +291,4 @@ fn conpot_with_the_deploy_scripts_config_publishes_modbus_sessions() {
         requests(&stored),
         started.elapsed().as_secs_f64()
     );
-    drop(conpot);
 }

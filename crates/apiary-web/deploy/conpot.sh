@@ -14,9 +14,10 @@
 # as root unless forced, and forcing it (-f) ignores the given config.
 #
 # TESTED WITH: Debian 12 / Python 3.11: crates/apiary-server/tests/conpot_netns.rs runs this
-# script's registration and conpot_setup (config, template, command line) from the served
-# script against a real Conpot 0.6.0 installed with CONPOT_DEPS (as .ci/run does). Python
-# 3.12+ lacks asyncore, which pysnmp 4.4 needs: use a 3.11 python3 there.
+# script as its one-line command in a network namespace (no systemd there: the setpriv +
+# nohup path) with the venv already built from CONPOT_DEPS (as .ci/run does; the namespace
+# has no internet for the pip step). Python 3.12+ lacks asyncore, which pysnmp 4.4 needs:
+# use a 3.11 python3 there.
 # Idempotent: the registration is kept in /etc/apiary-sensor/conpot-registration.json and a
 # second run reuses it (the server also answers a second registration from the same host
 # and token with the same sensor).
@@ -130,10 +131,18 @@ if has_systemd; then
     systemctl daemon-reload; systemctl enable conpot.service >/dev/null 2>&1 || true; systemctl restart conpot.service
     say "conpot.service (re)started"
 else
-    if [ -f "$HOME_DIR/var/conpot.pid" ] && kill -0 "$(cat "$HOME_DIR/var/conpot.pid")" 2>/dev/null; then kill "$(cat "$HOME_DIR/var/conpot.pid")" || true; sleep 1; fi
-    (cd "$HOME_DIR/var" && nohup setpriv --reuid="$RUN_USER" --regid="$(id -g "$RUN_USER")" --init-groups \
+    if [ -f "$HOME_DIR/var/conpot.pid" ] && kill -0 "$(cat "$HOME_DIR/var/conpot.pid")" 2>/dev/null; then
+        old=$(cat "$HOME_DIR/var/conpot.pid"); kill "$old" || true
+        for _ in $(seq 20); do kill -0 "$old" 2>/dev/null || break; sleep 0.5; done   # its ports must be free
+    fi
+    # nohup execs setpriv execs conpot: $! is Conpot's pid (a backgrounded subshell would
+    # record its own pid and hold the script's output open).
+    cd "$HOME_DIR/var"
+    nohup setpriv --reuid="$RUN_USER" --regid="$(id -g "$RUN_USER")" --init-groups \
         --inh-caps=+net_bind_service --ambient-caps=+net_bind_service -- "${CONPOT_CMD[@]}" \
-        >> /var/log/conpot-foreground.log 2>&1 & echo $! > "$HOME_DIR/var/conpot.pid")
+        < /dev/null >> /var/log/conpot-foreground.log 2>&1 &
+    echo $! > "$HOME_DIR/var/conpot.pid"
+    cd /
     say "no systemd: conpot started in the background as $RUN_USER (log /var/log/conpot-foreground.log)"
 fi
 say "done"
