@@ -67,9 +67,14 @@ fn p0f_deploy_script_fingerprints_the_attacker() {
     wait_for("p0f's main loop", 20, || {
         read(&lab, "varlog/p0f-foreground.log").contains("main event loop")
     });
-    wait_for("the forwarder's start", 20, || {
-        !read(&lab, "varlog/apiary-forward-p0f.log").is_empty()
+    wait_for("the forwarder's privilege drop", 20, || {
+        read(&lab, "varlog/apiary-forward-p0f.log").contains("dropped privileges")
     });
+
+    // The forwarder dropped root for the user the script created.
+    let fwd = read(&lab, "var/apiary-forward-p0f.pid");
+    let (_, user) = netns::sh(&format!("ps -o user= -p {}", fwd.trim()));
+    assert_eq!(user.trim(), "apiary-sensor", "forwarder pid {fwd}");
 
     // The attacker: curl (a Linux SYN; nothing listens, so RST), a SYN scan, hping3 SYNs.
     let _ = lab.exec("att", &format!("curl -s -m 5 -o /dev/null http://{sen}/"));
