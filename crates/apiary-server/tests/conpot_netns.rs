@@ -202,6 +202,9 @@ fn conpot_deploy_script_publishes_modbus_sessions() {
     wait_for("Modbus on :502", 30, &log, || {
         log().contains("Modbus server started on: ('0.0.0.0', 502)")
     });
+    // Conpot 0.6.0 connects only after its ENIP server starts, and that start blocks the
+    // whole gevent loop for the template's `<enip><timeout>` (20 s: cpppo's apidict waits on a
+    // multiprocessing Condition). So ~20 s after the Modbus line, hence 45 s here.
     wait_for("the hpfeeds connection", 45, &log, || {
         log().contains(&format!("connecting to {srv}:10000"))
     });
