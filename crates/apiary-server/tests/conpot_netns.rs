@@ -138,10 +138,6 @@ fn interpreter_view(venv: &Path, stage: &Path) -> String {
 }
 
 #[test]
-// A clean-clone CI run of the first version (05622d5) timed out waiting for Conpot's
-// hpfeeds connection; this version is not yet verified from a clean clone. Run it with
-// `cargo test -p apiary-server --test conpot_netns -- --ignored`.
-#[ignore = "not yet verified from a clean clone (see comment)"]
 fn conpot_deploy_script_publishes_modbus_sessions() {
     if !netns::usable("conpot_netns", &["setpriv", "/usr/bin/python3"]) {
         return;
