@@ -780,6 +780,15 @@ async fn free_text_search(store: Arc<dyn Store>) {
         (text("EVIL.EXAMPLE"), true),
         (text("_"), true),
         (text("nowhere"), false),
+        // A signature search narrowed to the hours the signature roll-up names.
+        (
+            SessionFilter {
+                since: Some(t(20)),
+                until: Some(t(23) + Duration::minutes(30)),
+                ..text("scan")
+            },
+            true,
+        ),
         (
             SessionFilter {
                 sensor: Some("sensor-b".into()),

@@ -177,6 +177,17 @@ fn sessions_part(
 ) -> Paged<Session> {
     let limit = page.capped();
     let cursor = page.after.as_ref().map(Cursor::decode).transpose()?;
+    let narrowed;
+    let f = match part {
+        Some(TextPart::Signature(s)) => match signature_hours(c, f, s)? {
+            Some(n) => {
+                narrowed = n;
+                &narrowed
+            }
+            None => return Ok((Vec::new(), None)),
+        },
+        _ => f,
+    };
     let by_day = f.source.is_some()
         || f.credential.is_some()
         || matches!(part, Some(TextPart::Credential(_)));
@@ -204,6 +215,41 @@ fn sessions_part(
         }
     }
     Ok(page_of(rows, limit))
+}
+
+/// A signature search reads the partial index of IDS sessions, which holds every IDS
+/// session of the window: too slow when the text matches few or none. The signature
+/// roll-up knows which hours have a signature containing the text (its rows outlive the
+/// sessions they count, see `prune_rollups`), so the filter shrinks to the first and last
+/// such hour, and to nothing when there is none.
+fn signature_hours(c: &Connection, f: &SessionFilter, s: &str) -> Result<Option<SessionFilter>> {
+    let (lo, hi) = match (f.since, f.until) {
+        (Some(a), Some(b)) => hour_range(a, b),
+        (a, b) => (
+            a.map_or(i64::MIN, |t| hour_range(t, t).0),
+            b.map_or(i64::MAX, |t| hour_range(t, t).1),
+        ),
+    };
+    let mut st = c.prepare_cached(
+        "SELECT min(hour), max(hour) FROM rollup_hourly \
+         WHERE dim = ?1 AND hour >= ?2 AND hour < ?3 AND value LIKE ?4 ESCAPE '\\'",
+    )?;
+    let (first, last): (Option<i64>, Option<i64>) = st.query_row(
+        params![Dimension::Signature.code(), lo, hi, like_contains(s)],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let (Some(first), Some(last)) = (first, last) else {
+        return Ok(None);
+    };
+    let hour = |h: i64| DateTime::from_timestamp_micros(h.saturating_mul(HOUR_US));
+    let mut out = f.clone();
+    if let Some(t) = hour(first) {
+        out.since = Some(f.since.map_or(t, |s| s.max(t)));
+    }
+    if let Some(t) = hour(last.saturating_add(1)) {
+        out.until = Some(f.until.map_or(t, |u| u.min(t)));
+    }
+    Ok(Some(out))
 }
 
 /// Up to `n` sessions matching `f` (and one day of the source index), newest first.
