@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use chrono::{DateTime, Duration, Utc};
 use ipnet::IpNet;
 
-use crate::types::{Page, SourceGroupCount, TopSourcesQuery};
+use crate::types::{Page, SessionFilter, SourceGroupCount, TopSources, TopSourcesQuery};
 
 /// Addresses probed at most per query. Only reached when the filter drops most of the
 /// candidates' sessions (a honeypot or port filter the source roll-up cannot see).
@@ -49,6 +49,90 @@ fn mapped(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => IpAddr::V6(v4.to_ipv6_mapped()),
         v6 => v6,
+    }
+}
+
+/// One `top_sources` query in rounds, the loop both backends share:
+///
+/// ```text
+/// loop {
+///     let candidates = top(SourceIp, since, until, search.want());
+///     while let Some(ip) = search.next_probe(&candidates) {
+///         search.add(exact_groups(ip));
+///     }
+///     if let Some(answer) = search.end_round(candidates.len()) { return answer }
+/// }
+/// ```
+pub(crate) struct TopSearch {
+    ranked: Ranked,
+    net: Option<IpNet>,
+    want: usize,
+    seen: usize,
+    complete: bool,
+    probing: String,
+}
+
+impl TopSearch {
+    /// The search and the filter its probes apply: the window with both ends set and the
+    /// network filter taken out (it is applied to candidates instead).
+    pub(crate) fn new(q: &TopSourcesQuery) -> (Self, SessionFilter) {
+        let (since, until) = window(q);
+        let mut f = q.filter.clone();
+        f.since = Some(since);
+        f.until = Some(until);
+        let net = f.source.take();
+        let search = Self {
+            ranked: Ranked::new(q.limit),
+            net,
+            want: first_round(q.limit),
+            seen: 0,
+            complete: false,
+            probing: String::new(),
+        };
+        (search, f)
+    }
+
+    /// Candidates to read from the roll-up this round.
+    pub(crate) fn want(&self) -> usize {
+        self.want
+    }
+
+    /// The next address to count exactly; `None` when this round's candidates are used
+    /// up or no later candidate can enter the answer.
+    pub(crate) fn next_probe(&mut self, candidates: &[(String, u64)]) -> Option<IpAddr> {
+        while !self.complete {
+            let (value, bound) = candidates.get(self.seen)?;
+            if self.ranked.done(*bound, value) {
+                self.complete = true;
+                return None;
+            }
+            self.seen += 1;
+            if let Some(ip) = candidate(value, self.net) {
+                value.clone_into(&mut self.probing);
+                return Some(ip);
+            }
+        }
+        None
+    }
+
+    /// The exact groups of the address [`Self::next_probe`] returned last.
+    pub(crate) fn add(&mut self, groups: Vec<SourceGroupCount>) {
+        self.ranked.add(&self.probing, groups);
+    }
+
+    /// The answer after a round that read `read` candidates, or `None` when another,
+    /// larger round is needed.
+    pub(crate) fn end_round(&mut self, read: usize) -> Option<TopSources> {
+        // Fewer than asked for: every address of the window was looked at.
+        let truncated = !self.complete && read == self.want && self.want >= MAX_PROBES;
+        if self.complete || read < self.want || truncated {
+            return Some(TopSources {
+                rows: std::mem::replace(&mut self.ranked, Ranked::new(1)).into_rows(),
+                truncated,
+            });
+        }
+        self.want = MAX_PROBES;
+        None
     }
 }
 

@@ -13,7 +13,7 @@ use tokio_postgres::Row;
 use super::json_err;
 use super::text::{dec, dec_opt, enc, Jsonb};
 use super::write::hour_of;
-use crate::ranking::{self, Ranked};
+use crate::ranking::TopSearch;
 use crate::types::*;
 use crate::{Result, StoreError};
 
@@ -461,38 +461,18 @@ pub(super) async fn top_sources(c: &impl GenericClient, q: &TopSourcesQuery) -> 
             "free text is not supported in top sources".into(),
         ));
     }
-    let (since, until) = ranking::window(q);
-    let mut f = q.filter.clone();
-    f.since = Some(since);
-    f.until = Some(until);
-    let net = f.source.take();
-    let mut ranked = Ranked::new(q.limit);
-    let mut want = ranking::first_round(q.limit);
-    let mut seen = 0;
+    let (mut search, f) = TopSearch::new(q);
+    let (Some(since), Some(until)) = (f.since, f.until) else {
+        return Ok(TopSources::default());
+    };
     loop {
-        let candidates = top(c, Dimension::SourceIp, since, until, want).await?;
-        for (value, bound) in candidates.iter().skip(seen) {
-            if ranked.done(*bound, value) {
-                return Ok(TopSources {
-                    rows: ranked.into_rows(),
-                    truncated: false,
-                });
-            }
-            seen += 1;
-            if let Some(ip) = ranking::candidate(value, net) {
-                let groups = source_groups(c, &f, ip, q).await?;
-                ranked.add(value, groups);
-            }
+        let candidates = top(c, Dimension::SourceIp, since, until, search.want()).await?;
+        while let Some(ip) = search.next_probe(&candidates) {
+            search.add(source_groups(c, &f, ip, q).await?);
         }
-        // Fewer than asked for: every address of the window was looked at.
-        let truncated = candidates.len() == want && want >= ranking::MAX_PROBES;
-        if candidates.len() < want || truncated {
-            return Ok(TopSources {
-                rows: ranked.into_rows(),
-                truncated,
-            });
+        if let Some(answer) = search.end_round(candidates.len()) {
+            return Ok(answer);
         }
-        want = ranking::MAX_PROBES;
     }
 }
 

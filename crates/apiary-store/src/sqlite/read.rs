@@ -15,7 +15,7 @@ use super::conv::{
     SOURCE_DAY,
 };
 use super::rows::{page_of, SessionRow, SESSION_COLS};
-use crate::ranking::{self, Ranked};
+use crate::ranking::TopSearch;
 use crate::types::*;
 use crate::{Result, StoreError};
 
@@ -615,41 +615,21 @@ pub(super) fn top_sources(c: &Connection, q: &TopSourcesQuery) -> Result<TopSour
             "free text is not supported in top sources".into(),
         ));
     }
-    let (since, until) = ranking::window(q);
-    let mut f = q.filter.clone();
-    f.since = Some(since);
-    f.until = Some(until);
-    let net = f.source.take();
-    let mut ranked = Ranked::new(q.limit);
+    let (mut search, f) = TopSearch::new(q);
+    let (Some(since), Some(until)) = (f.since, f.until) else {
+        return Ok(TopSources::default());
+    };
     let Some(days) = day_span(c, f.since, f.until, None)? else {
         return Ok(TopSources::default());
     };
-    let mut want = ranking::first_round(q.limit);
-    let mut seen = 0;
     loop {
-        let candidates = top(c, Dimension::SourceIp, since, until, want)?;
-        for (value, bound) in candidates.iter().skip(seen) {
-            if ranked.done(*bound, value) {
-                return Ok(TopSources {
-                    rows: ranked.into_rows(),
-                    truncated: false,
-                });
-            }
-            seen += 1;
-            if let Some(ip) = ranking::candidate(value, net) {
-                let groups = source_groups(c, &f, ip, days, q)?;
-                ranked.add(value, groups);
-            }
+        let candidates = top(c, Dimension::SourceIp, since, until, search.want())?;
+        while let Some(ip) = search.next_probe(&candidates) {
+            search.add(source_groups(c, &f, ip, days, q)?);
         }
-        // Fewer than asked for: every address of the window was looked at.
-        let truncated = candidates.len() == want && want >= ranking::MAX_PROBES;
-        if candidates.len() < want || truncated {
-            return Ok(TopSources {
-                rows: ranked.into_rows(),
-                truncated,
-            });
+        if let Some(answer) = search.end_round(candidates.len()) {
+            return Ok(answer);
         }
-        want = ranking::MAX_PROBES;
     }
 }
 
