@@ -231,3 +231,53 @@ fn web_app_over_tcp_with_ingested_sessions() {
     assert!(r.body.lines().skip(1).all(|l| l.contains("203.0.113.5")));
     drop(server);
 }
+
+/// A request whose handler cannot finish within `http.request_timeout_secs` (here a client
+/// that announces a body and stops sending it, holding the login handler) answers 503 at
+/// the deadline, and the server keeps serving everyone else.
+#[test]
+fn a_request_past_the_deadline_answers_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("apiary.toml");
+    std::fs::write(&config, "[http]\nrequest_timeout_secs = 1\n").unwrap();
+    let config = config.to_str().unwrap().to_owned();
+    let server = TestServer::start_in(dir, &["--config", &config]);
+    let web = server.http;
+
+    let mut slow = TcpStream::connect(web).expect("connect");
+    slow.set_read_timeout(Some(Duration::from_secs(20))).ok();
+    write!(
+        slow,
+        "POST /auth/login/ HTTP/1.1\r\nHost: {web}\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\n\r\n{{\"email\": "
+    )
+    .expect("write");
+    let t0 = Instant::now();
+    // Meanwhile another client is served at once.
+    assert_eq!(http(web, "GET", "/healthz", "", "").status, 200);
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = slow
+            .read(&mut buf)
+            .expect("response before the read timeout");
+        assert!(n > 0, "closed without a response");
+        raw.extend_from_slice(&buf[..n]);
+    }
+    let waited = t0.elapsed();
+    let head = String::from_utf8_lossy(&raw).into_owned();
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+    // The JSON error may follow the head in a later read.
+    let _ = slow.read_to_end(&mut raw);
+    let whole = String::from_utf8_lossy(&raw);
+    assert!(
+        whole.contains(r#""error":"the request took too long"#),
+        "{whole}"
+    );
+    assert!(
+        waited >= Duration::from_millis(800) && waited < Duration::from_secs(10),
+        "answered after {waited:?}"
+    );
+    assert_eq!(http(web, "GET", "/healthz", "", "").status, 200);
+    drop(server);
+}

@@ -131,10 +131,27 @@ pub fn router(state: AppState) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,
         ))
+        .layer(axum::middleware::map_response(timed_out_body))
         .merge(live)
         .layer(axum::middleware::map_response(security_headers))
         .layer(TraceLayer::new_for_http().make_span_with(span))
         .with_state(state)
+}
+
+/// The timeout layer answers 503 with an empty body; say why, in the API's error shape
+/// (every handler's own 503 has a content type, so only the deadline's is touched).
+async fn timed_out_body(resp: Response) -> Response {
+    if resp.status() != StatusCode::SERVICE_UNAVAILABLE
+        || resp.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return resp;
+    }
+    tracing::warn!("request answered 503 at the http.request_timeout_secs deadline");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(serde_json::json!({"error": "the request took too long and was cancelled"})),
+    )
+        .into_response()
 }
 
 /// The span of one request: method and path only (a query string may carry an API key).
