@@ -1,6 +1,9 @@
-//! Drop root after binding: setgroups([gid]), setgid, setuid (via `nix`).
+//! Drop root after binding: initgroups (or setgroups([gid]) for an explicit group), setgid,
+//! setuid (via `nix`).
 
-use nix::unistd::{getuid, setgid, setgroups, setuid, Group, User};
+use std::ffi::CString;
+
+use nix::unistd::{getuid, initgroups, setgid, setgroups, setuid, Group, User};
 
 /// When running as root, switches to `user` (and `group`, default the user's primary
 /// group). Returns what was done. A no-op for non-root.
@@ -11,13 +14,19 @@ pub fn drop_to(user: &str, group: Option<&str>) -> anyhow::Result<Option<(u32, u
     let u = User::from_name(user)?.ok_or_else(|| anyhow::anyhow!("no such user {user:?}"))?;
     let gid = match group {
         Some(g) => {
-            Group::from_name(g)?
+            let gid = Group::from_name(g)?
                 .ok_or_else(|| anyhow::anyhow!("no such group {g:?}"))?
-                .gid
+                .gid;
+            setgroups(&[gid])?;
+            gid
         }
-        None => u.gid,
+        None => {
+            // The user's supplementary groups too: forwarders read logs through them
+            // (the deploy scripts add the user to `adm` for Suricata's and Snort's logs).
+            initgroups(&CString::new(user)?, u.gid)?;
+            u.gid
+        }
     };
-    setgroups(&[gid])?;
     setgid(gid)?;
     setuid(u.uid)?;
     if setuid(nix::unistd::Uid::from_raw(0)).is_ok() {

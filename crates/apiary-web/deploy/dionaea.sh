@@ -8,11 +8,14 @@
 # script does NOT build it. Install Dionaea yourself (upstream source build), enable its
 # log_json ihandler, then run this script: it installs apiary-sensor with the Dionaea
 # forwarder on the JSON log (DIONAEA_LOG, default /opt/dionaea/var/lib/dionaea/dionaea.json),
-# published on the hpfeeds channel dionaea.json. Note: the server's ingest does not yet
-# normalize dionaea.json (messages are kept raw); Dionaea's own hpfeeds ihandler
-# (dionaea.connections etc.) is normalized -- its settings are printed at the end.
+# published on the hpfeeds channel dionaea.json and normalized into sessions by the server.
+# Dionaea's own hpfeeds ihandler (dionaea.connections etc.) works too; its settings are
+# printed at the end.
 #
-# TESTED WITH: only `bash -n` and the server-side rendering test; not run against a real host yet.
+# TESTED WITH: Debian 12, run as the one-line command in a network namespace by
+# crates/apiary-server/tests/ids_netns.rs (no systemd there: the nohup path). Debian here
+# has no Dionaea package: the test stands in for it with a process of that name and writes
+# the log lines itself, in the documented format.
 # Idempotent: the registration is kept in /etc/apiary-sensor/dionaea-registration.json and a
 # second run reuses it (the server also answers a second registration from the same host
 # and token with the same sensor).
@@ -68,7 +71,7 @@ install_sensor_forwarder() { # KIND PATH
     getent group adm >/dev/null && usermod -a -G adm apiary-sensor || true
     {
         printf '[broker]\nhost = "%s"\nport = %s\nident = "%s"\nsecret = "%s"\n\n' "$HPF_HOST" "$HPF_PORT" "$IDENT" "$SECRET"
-        printf '[sensor]\nspool_dir = "%s"\n\n' "$STATE/$kind"
+        printf '[sensor]\nspool_dir = "%s"\nuser = "apiary-sensor"\n\n' "$STATE/$kind"
         printf '[[forwarder]]\nkind = "%s"\npath = "%s"\n' "$kind" "$path"
     } > "$ETC/$kind-forwarder.toml"
     chmod 0640 "$ETC/$kind-forwarder.toml"

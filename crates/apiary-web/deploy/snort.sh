@@ -11,7 +11,10 @@
 #   alert_json = { file = true }   and   -l /var/log/snort
 # (the script does not rewrite snort.lua; it prints what it found).
 #
-# TESTED WITH: only `bash -n` and the server-side rendering test; not run against a real host yet.
+# TESTED WITH: Debian 12, run as the one-line command in a network namespace by
+# crates/apiary-server/tests/ids_netns.rs (no systemd there: the nohup path). Debian here
+# has no Snort package: the test stands in for it with a process of that name and writes
+# the log lines itself, in the documented format.
 # Idempotent: the registration is kept in /etc/apiary-sensor/snort-registration.json and a
 # second run reuses it (the server also answers a second registration from the same host
 # and token with the same sensor).
@@ -67,7 +70,7 @@ install_sensor_forwarder() { # KIND PATH
     getent group adm >/dev/null && usermod -a -G adm apiary-sensor || true
     {
         printf '[broker]\nhost = "%s"\nport = %s\nident = "%s"\nsecret = "%s"\n\n' "$HPF_HOST" "$HPF_PORT" "$IDENT" "$SECRET"
-        printf '[sensor]\nspool_dir = "%s"\n\n' "$STATE/$kind"
+        printf '[sensor]\nspool_dir = "%s"\nuser = "apiary-sensor"\n\n' "$STATE/$kind"
         printf '[[forwarder]]\nkind = "%s"\npath = "%s"\n' "$kind" "$path"
     } > "$ETC/$kind-forwarder.toml"
     chmod 0640 "$ETC/$kind-forwarder.toml"
@@ -92,10 +95,27 @@ if ! have snort; then pkg_install snort curl ca-certificates -- snort3 curl || s
 have snort && say "snort: $(snort -V 2>&1 | grep -m1 -o 'Version [0-9.]*' || echo unknown version)"
 install -d /var/log/snort
 [ -f /var/log/snort/alert_json.txt ] || touch /var/log/snort/alert_json.txt
-if ! pgrep -x snort >/dev/null && have snort && [ -f /etc/snort/snort.lua ]; then
-    IFACE=$(ip route show default 2>/dev/null | awk '{print $5; exit}')
-    nohup snort -c /etc/snort/snort.lua -i "${IFACE:-eth0}" -A alert_json -l /var/log/snort >> /var/log/snort-foreground.log 2>&1 &
-    say "snort 3 started in the background on ${IFACE:-eth0} (alert_json to /var/log/snort)"
+if ! have snort; then
+    say "WARNING: snort is not installed; the forwarder will publish once Snort 3 writes /var/log/snort/alert_json.txt"
+elif [ ! -f /etc/snort/snort.lua ]; then
+    say "WARNING: no /etc/snort/snort.lua (Snort 3's configuration); start Snort 3 with alert_json yourself"
+elif has_systemd; then
+    IFACE=$(ip route show default 2>/dev/null | awk '{print $5; exit}'); IFACE=${IFACE:-eth0}
+    printf '[Unit]\nDescription=Snort 3 for Apiary\nAfter=network-online.target\n[Service]\nExecStart=%s -c /etc/snort/snort.lua -i %s -A alert_json -l /var/log/snort\nRestart=always\n[Install]\nWantedBy=multi-user.target\n' \
+        "$(command -v snort)" "$IFACE" > /etc/systemd/system/apiary-snort.service
+    systemctl daemon-reload; systemctl enable apiary-snort.service >/dev/null 2>&1 || true; systemctl restart apiary-snort.service
+    say "snort 3 running on $IFACE (apiary-snort.service, alert_json to /var/log/snort)"
+else
+    # Our own pid file, not `pgrep snort`: another Snort on the host must not stop this one.
+    install -d -m 0750 "$STATE"
+    if [ -f "$STATE/apiary-snort.pid" ] && kill -0 "$(cat "$STATE/apiary-snort.pid")" 2>/dev/null; then
+        say "snort already running (pid $(cat "$STATE/apiary-snort.pid"))"
+    else
+        IFACE=$(ip route show default 2>/dev/null | awk '{print $5; exit}')
+        nohup "$(command -v snort)" -c /etc/snort/snort.lua -i "${IFACE:-eth0}" -A alert_json -l /var/log/snort >> /var/log/snort-foreground.log 2>&1 &
+        echo $! > "$STATE/apiary-snort.pid"
+        say "no systemd: snort 3 started in the background on ${IFACE:-eth0} (pid $(cat "$STATE/apiary-snort.pid"), alert_json to /var/log/snort)"
+    fi
 fi
 register
 install_sensor_forwarder snort /var/log/snort/alert_json.txt

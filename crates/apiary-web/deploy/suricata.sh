@@ -9,7 +9,10 @@
 # default), starts it, and runs apiary-sensor's Suricata forwarder on eve.json: alerts are
 # published on the hpfeeds channel suricata.eve.
 #
-# TESTED WITH: only `bash -n` and the server-side rendering test; not run against a real host yet.
+# TESTED WITH: Debian 12, run as the one-line command in a network namespace by
+# crates/apiary-server/tests/ids_netns.rs (no systemd there: the nohup path). Debian here
+# has no Suricata package: the test stands in for it with a process of that name and writes
+# the log lines itself, in the documented format.
 # Idempotent: the registration is kept in /etc/apiary-sensor/suricata-registration.json and a
 # second run reuses it (the server also answers a second registration from the same host
 # and token with the same sensor).
@@ -65,7 +68,7 @@ install_sensor_forwarder() { # KIND PATH
     getent group adm >/dev/null && usermod -a -G adm apiary-sensor || true
     {
         printf '[broker]\nhost = "%s"\nport = %s\nident = "%s"\nsecret = "%s"\n\n' "$HPF_HOST" "$HPF_PORT" "$IDENT" "$SECRET"
-        printf '[sensor]\nspool_dir = "%s"\n\n' "$STATE/$kind"
+        printf '[sensor]\nspool_dir = "%s"\nuser = "apiary-sensor"\n\n' "$STATE/$kind"
         printf '[[forwarder]]\nkind = "%s"\npath = "%s"\n' "$kind" "$path"
     } > "$ETC/$kind-forwarder.toml"
     chmod 0640 "$ETC/$kind-forwarder.toml"
@@ -86,13 +89,24 @@ install_sensor_forwarder() { # KIND PATH
     fi
 }
 
-pkg_install suricata curl ca-certificates -- suricata curl
+# Only when something is missing: a re-run (or an offline host that has them) needs no repository.
+if ! have suricata || ! have curl; then pkg_install suricata curl ca-certificates -- suricata curl; fi
 grep -q 'eve-log' /etc/suricata/suricata.yaml 2>/dev/null || say "WARNING: no eve-log output in /etc/suricata/suricata.yaml; enable it"
+# eve.json must exist for the forwarder to open it; Suricata appends to it.
+install -d -m 0755 /var/log/suricata; [ -e /var/log/suricata/eve.json ] || install -m 0640 -g adm /dev/null /var/log/suricata/eve.json 2>/dev/null || touch /var/log/suricata/eve.json
 if has_systemd; then systemctl enable --now suricata >/dev/null 2>&1 || systemctl restart suricata || true
-elif ! pgrep -x suricata >/dev/null; then
-    IFACE=$(ip route show default 2>/dev/null | awk '{print $5; exit}')
-    nohup suricata -c /etc/suricata/suricata.yaml -i "${IFACE:-eth0}" >> /var/log/suricata-foreground.log 2>&1 &
-    say "no systemd: suricata started in the background on ${IFACE:-eth0}"
+else
+    # Our own pid file, not `pgrep suricata`: a Suricata elsewhere on the host (another
+    # interface, a container) must not stop this one from starting.
+    install -d -m 0750 "$STATE"
+    if [ -f "$STATE/apiary-suricata.pid" ] && kill -0 "$(cat "$STATE/apiary-suricata.pid")" 2>/dev/null; then
+        say "suricata already running (pid $(cat "$STATE/apiary-suricata.pid"))"
+    else
+        IFACE=$(ip route show default 2>/dev/null | awk '{print $5; exit}')
+        nohup "$(command -v suricata)" -c /etc/suricata/suricata.yaml -i "${IFACE:-eth0}" >> /var/log/suricata-foreground.log 2>&1 &
+        echo $! > "$STATE/apiary-suricata.pid"
+        say "no systemd: suricata started in the background on ${IFACE:-eth0} (pid $(cat "$STATE/apiary-suricata.pid"))"
+    fi
 fi
 register
 install_sensor_forwarder suricata /var/log/suricata/eve.json
