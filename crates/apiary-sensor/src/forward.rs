@@ -304,10 +304,24 @@ pub fn spawn(
     stats: Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
+        // The last error logged per tailer: a log that stays unreadable (missing, wrong
+        // permissions) is reported when the error starts or changes, not every poll.
+        let mut last: Vec<Option<String>> = vec![None; tailers.len()];
         while !stop.load(Ordering::Relaxed) {
-            for t in tailers.iter_mut() {
-                if let Err(e) = t.step(&shared) {
-                    tracing::warn!(path = %t.key, error = %e, "forwarder step failed");
+            for (t, last) in tailers.iter_mut().zip(last.iter_mut()) {
+                match t.step(&shared) {
+                    Ok(()) => {
+                        if last.take().is_some() {
+                            tracing::info!(path = %t.key, "forwarder recovered");
+                        }
+                    }
+                    Err(e) => {
+                        let e = e.to_string();
+                        if last.as_deref() != Some(e.as_str()) {
+                            tracing::warn!(path = %t.key, error = %e, "forwarder step failed (repeats are not logged)");
+                            *last = Some(e);
+                        }
+                    }
                 }
             }
             if let Ok(mut s) = stats.lock() {
