@@ -20,20 +20,8 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::netns::{self, Lab};
+use common::netns::{self, wait_for, Lab};
 use serde_json::Value;
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-fn read(lab: &Lab, rel: &str) -> String {
-    std::fs::read_to_string(lab.dir.join(rel)).unwrap_or_default()
-}
 
 /// An executable `name` in `dir` standing in for a program Debian here does not ship:
 /// answers `-V` and otherwise sleeps, so it runs until killed.
@@ -170,13 +158,14 @@ fn run(case: &Case, prefix: &str, net: &str) -> Vec<Value> {
     assert_eq!(sensors[0]["honeypot"], case.script, "{sensors}");
     let unit = format!("apiary-forward-{}", case.script);
     wait_for("the forwarder's privilege drop", 20, || {
-        read(&lab, &format!("varlog/{unit}.log")).contains("dropped privileges")
+        lab.read(&format!("varlog/{unit}.log"))
+            .contains("dropped privileges")
     });
-    let fwd = read(&lab, &format!("var/{unit}.pid"));
+    let fwd = lab.read(&format!("var/{unit}.pid"));
     let (_, user) = netns::sh(&format!("ps -o user= -p {}", fwd.trim()));
     assert_eq!(user.trim(), "apiary-sensor", "forwarder pid {fwd}");
     let program_pid = case.program.map(|p| {
-        let pid = read(&lab, &format!("var/apiary-{p}.pid"));
+        let pid = lab.read(&format!("var/apiary-{p}.pid"));
         assert!(netns::sh(&format!("kill -0 {}", pid.trim())).0, "{p} runs");
         pid
     });
@@ -190,7 +179,7 @@ fn run(case: &Case, prefix: &str, net: &str) -> Vec<Value> {
         if Instant::now() > deadline {
             panic!(
                 "no sessions for {att}; forwarder log:\n{}\nraw messages: {}\nserver log:\n{}",
-                read(&lab, &format!("varlog/{unit}.log")),
+                lab.read(&format!("varlog/{unit}.log")),
                 lab.api(&key, "/api/feed/?limit=10"),
                 lab.server_log()
             );
@@ -207,13 +196,13 @@ fn run(case: &Case, prefix: &str, net: &str) -> Vec<Value> {
     assert!(out.contains("already registered"), "{out}");
     if let (Some(p), Some(pid)) = (case.program, program_pid) {
         assert!(out.contains(&format!("{p} already running")), "{out}");
-        assert_eq!(read(&lab, &format!("var/apiary-{p}.pid")), pid);
+        assert_eq!(lab.read(&format!("var/apiary-{p}.pid")), pid);
     }
     let sensors = lab.api(&key, "/api/sensor/");
     assert_eq!(sensors.as_array().unwrap().len(), 1, "{sensors}");
     // The restarted forwarder resumes at its saved position: nothing is sent twice.
     wait_for("the restarted forwarder", 20, || {
-        read(&lab, &format!("varlog/{unit}.log"))
+        lab.read(&format!("varlog/{unit}.log"))
             .matches("dropped privileges")
             .count()
             >= 2

@@ -15,9 +15,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use common::netns::{self, Lab};
+use common::netns::{self, wait_for, Lab};
 use serde_json::Value;
 
 const MOUNTS: &[(&str, &str)] = &[
@@ -26,18 +26,6 @@ const MOUNTS: &[(&str, &str)] = &[
     ("bin", "/usr/local/bin"),
     ("varlog", "/var/log"),
 ];
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-fn read(lab: &Lab, rel: &str) -> String {
-    std::fs::read_to_string(lab.dir.join(rel)).unwrap_or_default()
-}
 
 #[test]
 fn p0f_deploy_script_fingerprints_the_attacker() {
@@ -65,14 +53,16 @@ fn p0f_deploy_script_fingerprints_the_attacker() {
     // p0f is capturing and the forwarder runs (the forwarder publishes nothing until p0f
     // writes a line).
     wait_for("p0f's main loop", 20, || {
-        read(&lab, "varlog/p0f-foreground.log").contains("main event loop")
+        lab.read("varlog/p0f-foreground.log")
+            .contains("main event loop")
     });
     wait_for("the forwarder's privilege drop", 20, || {
-        read(&lab, "varlog/apiary-forward-p0f.log").contains("dropped privileges")
+        lab.read("varlog/apiary-forward-p0f.log")
+            .contains("dropped privileges")
     });
 
     // The forwarder dropped root for the user the script created.
-    let fwd = read(&lab, "var/apiary-forward-p0f.pid");
+    let fwd = lab.read("var/apiary-forward-p0f.pid");
     let (_, user) = netns::sh(&format!("ps -o user= -p {}", fwd.trim()));
     assert_eq!(user.trim(), "apiary-sensor", "forwarder pid {fwd}");
 
@@ -86,9 +76,9 @@ fn p0f_deploy_script_fingerprints_the_attacker() {
 
     // p0f saw it: its own log names the attacker.
     wait_for("p0f log lines about the attacker", 20, || {
-        read(&lab, "varlog/p0f.log").contains(&format!("cli={att}/"))
+        lab.read("varlog/p0f.log").contains(&format!("cli={att}/"))
     });
-    let p0f_log = read(&lab, "varlog/p0f.log");
+    let p0f_log = lab.read("varlog/p0f.log");
     eprintln!("[p0f.log]\n{p0f_log}");
 
     // The server has the fingerprints of the attacker's address.
@@ -134,11 +124,11 @@ fn p0f_deploy_script_fingerprints_the_attacker() {
     );
 
     // Second run: same sensor, p0f not started twice.
-    let pid = read(&lab, "var/apiary-p0f.pid");
+    let pid = lab.read("var/apiary-p0f.pid");
     let out = lab.deploy(&command, MOUNTS);
     assert!(out.contains("already registered"), "{out}");
     assert!(out.contains("p0f already running"), "{out}");
-    assert_eq!(read(&lab, "var/apiary-p0f.pid"), pid);
+    assert_eq!(lab.read("var/apiary-p0f.pid"), pid);
     let sensors = lab.api(&key, "/api/sensor/");
     assert_eq!(sensors.as_array().unwrap().len(), 1, "{sensors}");
     eprintln!(

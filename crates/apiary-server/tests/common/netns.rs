@@ -57,6 +57,18 @@ pub fn usable(test: &str, extra: &[&str]) -> bool {
     true
 }
 
+/// Polls `f` every 250 ms until it holds; panics naming `what` after `secs` seconds.
+pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
 /// The `apiary-sensor` binary next to the `apiary` one (built when missing).
 pub fn sensor_binary() -> PathBuf {
     let dir = Path::new(env!("CARGO_BIN_EXE_apiary"))
@@ -112,6 +124,11 @@ impl Lab {
         }
         std::fs::create_dir_all(dir.join("data")).unwrap();
         lab
+    }
+
+    /// A file under the lab's dir (e.g. a mounted log) as text; empty when missing.
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.dir.join(rel)).unwrap_or_default()
     }
 
     /// Namespace name of a role: "srv", "sen" or "att".
