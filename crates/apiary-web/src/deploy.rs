@@ -106,22 +106,32 @@ pub const SEED: &[(&str, &str, &str, &str)] = &[
     ),
 ];
 
-/// Creates the seeded scripts that do not exist yet (by name); returns how many. Edited
-/// scripts are never overwritten.
+/// Author of the versions the server itself writes.
+pub const SEED_AUTHOR: &str = "apiary (seed)";
+
+/// Creates the seeded scripts that do not exist yet (by name) and brings the ones nobody
+/// edited up to this release's body (a new version, so the old one stays in the history);
+/// returns how many were created or updated. A script whose newest version an admin saved
+/// is never overwritten.
 pub async fn seed(store: &dyn Store) -> Result<usize, AppError> {
-    let have: Vec<String> = store
-        .list_deploy_scripts()
-        .await?
-        .into_iter()
-        .map(|s| s.name)
-        .collect();
+    let have = store.list_deploy_scripts().await?;
     let mut n = 0;
     for (name, honeypot, body, notes) in SEED {
-        if have.iter().any(|h| h == name) {
+        if let Some(s) = have.iter().find(|h| h.name == *name) {
+            if s.author == SEED_AUTHOR && s.body != *body {
+                store
+                    .update_deploy_script(s.id, body, notes, SEED_AUTHOR)
+                    .await?;
+                tracing::info!(
+                    script = name,
+                    "seeded deploy script updated to this release"
+                );
+                n += 1;
+            }
             continue;
         }
         match store
-            .create_deploy_script(name, honeypot, body, notes, "apiary (seed)")
+            .create_deploy_script(name, honeypot, body, notes, SEED_AUTHOR)
             .await
         {
             Ok(_) => n += 1,

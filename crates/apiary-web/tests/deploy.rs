@@ -28,6 +28,46 @@ async fn app() -> App {
     app
 }
 
+/// An upgrade brings seeded scripts nobody edited to the new release's body (as a new
+/// version); a script an admin saved stays as the admin left it.
+#[tokio::test]
+async fn seeding_updates_unedited_scripts_only() {
+    use apiary_web::deploy::{seed, SEED_AUTHOR};
+    let app = App::new().await;
+    let store = &*app.store;
+    // As an older release left them: p0f unedited, Snort edited by an admin.
+    let old_p0f = store
+        .create_deploy_script("p0f", "p0f", "# old p0f\n", "old", SEED_AUTHOR)
+        .await
+        .unwrap();
+    let snort = store
+        .create_deploy_script("Snort", "snort", "# old snort\n", "old", SEED_AUTHOR)
+        .await
+        .unwrap();
+    store
+        .update_deploy_script(snort.id, "# mine\n", "local change", "admin@example.org")
+        .await
+        .unwrap();
+    // 5 created, p0f updated, Snort kept.
+    assert_eq!(seed(store).await.unwrap(), 6);
+    let p0f = store.deploy_script(old_p0f.id).await.unwrap().unwrap();
+    assert_eq!(p0f.version, 2);
+    assert!(p0f.body.contains("p0f"), "{}", p0f.body);
+    assert_ne!(p0f.body, "# old p0f\n");
+    assert_eq!(
+        store
+            .deploy_script_versions(old_p0f.id)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    let snort = store.deploy_script(snort.id).await.unwrap().unwrap();
+    assert_eq!(snort.body, "# mine\n");
+    assert_eq!(snort.version, 2);
+    assert_eq!(seed(store).await.unwrap(), 0);
+}
+
 async fn token(app: &App, admin: &As, script: &str) -> String {
     let r = app
         .json(

@@ -397,11 +397,11 @@ fn deploy_config(s: &Settings) -> apiary_web::deploy::DeployConfig {
 }
 
 /// Creates the seeded deploy scripts that are missing (first start, or after an upgrade
-/// that adds one).
+/// that adds one) and updates the ones no admin edited.
 async fn seed_deploy_scripts(store: &dyn apiary_store::Store) {
     match apiary_web::deploy::seed(store).await {
         Ok(0) => {}
-        Ok(n) => tracing::info!(scripts = n, "seeded deploy scripts"),
+        Ok(n) => tracing::info!(scripts = n, "seeded or updated deploy scripts"),
         Err(e) => tracing::warn!(error = ?e, "cannot seed deploy scripts"),
     }
 }
