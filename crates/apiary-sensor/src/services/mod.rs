@@ -4,6 +4,7 @@
 
 pub mod conn;
 pub mod proto;
+pub mod shell;
 pub mod ssh;
 
 use std::net::SocketAddr;
@@ -37,6 +38,8 @@ pub struct Bound {
     pub listener: TcpListener,
     /// Banner.
     pub banner: Option<String>,
+    /// Fake-shell policy (SSH and Telnet with `fake_shell`); `None`: every login fails.
+    pub shell: Option<Arc<shell::Policy>>,
 }
 
 /// What every connection task needs.
@@ -55,6 +58,7 @@ pub struct Ctx {
 /// Accept loop for one listener. Runs until the task is aborted.
 pub async fn serve(b: Bound, ctx: Ctx) {
     let banner: Option<Arc<str>> = b.banner.map(Arc::from);
+    let shell = b.shell;
     loop {
         let (stream, peer) = match b.listener.accept().await {
             Ok(x) => x,
@@ -71,11 +75,12 @@ pub async fn serve(b: Bound, ctx: Ctx) {
         };
         let ctx = ctx.clone();
         let banner = banner.clone();
+        let shell = shell.clone();
         let kind = b.kind;
         tokio::spawn(async move {
             ctx.shared.total.fetch_add(1, Ordering::Relaxed);
             ctx.shared.active.fetch_add(1, Ordering::Relaxed);
-            handle(kind, stream, peer, banner.as_deref(), &ctx).await;
+            handle(kind, stream, peer, banner.as_deref(), shell, &ctx).await;
             ctx.shared.active.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
@@ -88,6 +93,7 @@ pub async fn handle(
     stream: TcpStream,
     peer: SocketAddr,
     banner: Option<&str>,
+    shell: Option<Arc<shell::Policy>>,
     ctx: &Ctx,
 ) {
     let start = Utc::now();
@@ -96,7 +102,7 @@ pub async fn handle(
     let _ = stream.set_nodelay(true);
     let (cap, bytes_in, bytes_out, closed) = if kind == Kind::Ssh {
         match &ctx.ssh {
-            Some(cfg) => run_ssh(stream, cfg.clone(), ctx.limits).await,
+            Some(cfg) => run_ssh(stream, cfg.clone(), shell, ctx.limits).await,
             None => (Capture::default(), 0, 0, "error"),
         }
     } else {
@@ -104,7 +110,7 @@ pub async fn handle(
         let mut c = Conn::new(stream, ctx.limits.max_bytes);
         let r = tokio::time::timeout(
             ctx.limits.timeout,
-            proto::run(kind, &mut c, &mut cap, banner),
+            proto::run(kind, &mut c, &mut cap, banner, shell.as_deref()),
         )
         .await;
         let closed = match r {
@@ -147,6 +153,7 @@ pub async fn handle(
 async fn run_ssh(
     stream: TcpStream,
     cfg: Arc<russh::server::Config>,
+    shell: Option<Arc<shell::Policy>>,
     limits: Limits,
 ) -> (Capture, u64, u64, &'static str) {
     let counted = Counted::new(stream, limits.max_bytes);
@@ -156,7 +163,7 @@ async fn run_ssh(
         counted.head.clone(),
     );
     let cap = Arc::new(Mutex::new(Capture::default()));
-    let handler = ssh::Recorder { cap: cap.clone() };
+    let handler = ssh::Recorder::new(cap.clone(), shell);
     let r = tokio::time::timeout(limits.timeout, async move {
         let session = russh::server::run_stream(cfg, counted, handler).await?;
         session.await

@@ -1,6 +1,7 @@
 //! Protocol handlers (everything except SSH). Each reads through [`Conn`], which bounds
 //! bytes; each parser is a pure function over bytes so it can be tested with hostile
-//! input. Handlers never grant access: every login fails.
+//! input. Handlers never grant access (every login fails), except Telnet in fake-shell
+//! mode, which gives the emulated shell of [`super::shell`].
 
 use std::io;
 
@@ -9,6 +10,7 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::conn::Conn;
+use super::shell::{FakeShell, Policy};
 use crate::config::Kind;
 use crate::event::{Capture, Http};
 
@@ -23,9 +25,10 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     c: &mut Conn<S>,
     cap: &mut Capture,
     banner: Option<&str>,
+    shell: Option<&Policy>,
 ) -> io::Result<()> {
     match kind {
-        Kind::Telnet => telnet(c, cap, banner).await,
+        Kind::Telnet => telnet(c, cap, banner, shell).await,
         Kind::Http => http(c, cap, banner, false).await,
         Kind::Elasticsearch => http(c, cap, banner, true).await,
         Kind::Ftp => ftp(c, cap, banner).await,
@@ -90,6 +93,7 @@ async fn telnet<S: AsyncRead + AsyncWrite + Unpin>(
     c: &mut Conn<S>,
     cap: &mut Capture,
     banner: Option<&str>,
+    shell: Option<&Policy>,
 ) -> io::Result<()> {
     // IAC WILL ECHO, IAC WILL SUPPRESS-GO-AHEAD
     c.send(&[255, 251, 1, 255, 251, 3]).await?;
@@ -105,11 +109,39 @@ async fn telnet<S: AsyncRead + AsyncWrite + Unpin>(
             cap.cred(&text(&user), "");
             return Ok(());
         };
-        cap.cred(&text(&user), &text(&strip_telnet(&pass)));
+        let (user, pass) = (text(&user), text(&strip_telnet(&pass)));
+        cap.cred(&user, &pass);
+        if let Some(p) = shell.filter(|p| p.accepts(&user, &pass)) {
+            cap.logged_in = Some(true);
+            return telnet_shell(c, cap, FakeShell::new(&user, &p.hostname)).await;
+        }
         cap.logged_in = Some(false);
         c.send(b"\r\nLogin incorrect").await?;
     }
     Ok(())
+}
+
+/// The fake shell after an accepted Telnet login: one command line at a time (the client
+/// echoes locally once we stop echoing), until `exit` or the connection ends.
+async fn telnet_shell<S: AsyncRead + AsyncWrite + Unpin>(
+    c: &mut Conn<S>,
+    cap: &mut Capture,
+    mut sh: FakeShell,
+) -> io::Result<()> {
+    // IAC WONT ECHO: the password is behind us.
+    c.send(&[255, 252, 1]).await?;
+    c.send(format!("\r\n{}", sh.prompt()).as_bytes()).await?;
+    while !sh.closed {
+        let Some(line) = c.line(MAX_LINE).await? else {
+            return Ok(());
+        };
+        let out = sh.run(&text(&strip_telnet(&line)), cap);
+        c.send(out.replace('\n', "\r\n").as_bytes()).await?;
+        if !sh.closed {
+            c.send(sh.prompt().as_bytes()).await?;
+        }
+    }
+    c.send(b"logout\r\n").await
 }
 
 async fn next_nonempty_telnet_line<S: AsyncRead + AsyncWrite + Unpin>(
@@ -986,7 +1018,7 @@ mod tests {
         let mut c = Conn::new(b, max);
         let r = tokio::time::timeout(
             std::time::Duration::from_secs(5),
-            run(kind, &mut c, &mut cap, None),
+            run(kind, &mut c, &mut cap, None, None),
         )
         .await
         .expect("handler hung");
