@@ -6,6 +6,14 @@
 #
 # Idempotent: the sensor's registration (uuid/secret) is kept in /etc/apiary-sensor/;
 # a second run reuses it instead of registering a new sensor.
+#
+# Options (environment, e.g. `curl ... | sudo CATCH_ALL=1 bash`):
+#   CATCH_ALL=1          also record connections to every other TCP port: an nftables rule
+#                        redirects them to one catch-all listener, which records the port
+#                        the attacker chose. Ports something listens on when the script
+#                        runs (your real sshd, say) and CATCH_ALL_EXCLUDE are left alone.
+#   CATCH_ALL_PORT=N     the catch-all listener's port (default 65000).
+#   CATCH_ALL_EXCLUDE="2222 8443"   more ports never to redirect.
 set -euo pipefail
 
 SERVER_URL="{{SERVER_URL}}"
@@ -80,6 +88,9 @@ IDENT=$(json_field "$ETC/registration.json" identifier)
 SECRET=$(json_field "$ETC/registration.json" secret)
 [ -n "$SECRET" ] || die "registration has no secret"
 
+CATCH_ALL=${CATCH_ALL:-0}; CATCH_ALL_PORT=${CATCH_ALL_PORT:-65000}
+case "$CATCH_ALL_PORT" in ''|*[!0-9]*) die "CATCH_ALL_PORT must be a port number" ;; esac
+
 # --- config (rewritten each run; services kept if the admin edited them) ---
 if [ ! -f "$ETC/services.toml" ]; then
     cat > "$ETC/services.toml" <<'SVC'
@@ -112,6 +123,7 @@ fi
     printf '[broker]\nhost = "%s"\nport = %s\nident = "%s"\nsecret = "%s"\n\n' "$HPF_HOST" "$HPF_PORT" "$IDENT" "$SECRET"
     printf '[sensor]\nspool_dir = "%s"\nuser = "%s"\n\n' "$STATE" "$RUN_USER"
     cat "$ETC/services.toml"
+    if [ "$CATCH_ALL" = 1 ]; then printf '\n[[service]]\nkind = "tcp"\nport = %s\n' "$CATCH_ALL_PORT"; fi
 } > "$ETC/sensor.toml.new"
 chmod 0640 "$ETC/sensor.toml.new"
 mv "$ETC/sensor.toml.new" "$ETC/sensor.toml"
@@ -124,6 +136,45 @@ if ss -ltnpH 'sport = :22' 2>/dev/null | grep -v '"apiary-sensor"' | grep -q .; 
     say "WARNING: something already listens on port 22 (sshd?). Move it or edit $ETC/services.toml"
 fi
 
+# --- catch-all redirect (CATCH_ALL=1) ---
+NFT_FILE="$ETC/catch-all.nft"
+if [ "$CATCH_ALL" = 1 ]; then
+    if ! command -v nft >/dev/null 2>&1; then
+        if command -v apt-get >/dev/null 2>&1; then
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nftables
+        elif command -v dnf >/dev/null 2>&1; then dnf install -y -q nftables
+        elif command -v yum >/dev/null 2>&1; then yum install -y -q nftables
+        fi
+    fi
+    command -v nft >/dev/null 2>&1 || die "CATCH_ALL=1 needs nft (nftables)"
+    # Never redirect a port something already listens on (sshd, the sensor's own services
+    # on a re-run), the configured services' ports, or the admin's exclusions.
+    keep=$( { ss -ltnH 2>/dev/null | awk '{print $4}' | sed -E 's/.*[:.]([0-9]+)$/\1/'
+              grep -Eo '^[[:space:]]*ports?[[:space:]]*=[^#]*' "$ETC/services.toml" | grep -Eo '[0-9]+'
+              for p in ${CATCH_ALL_EXCLUDE:-}; do echo "$p"; done
+              echo "$CATCH_ALL_PORT"; } | grep -E '^[0-9]+$' | sort -un | paste -sd, -)
+    cat > "$NFT_FILE" <<NFT
+# Written by the Apiary deploy script (CATCH_ALL=1): new TCP connections to any port not
+# listed below go to apiary-sensor's catch-all on $CATCH_ALL_PORT.
+table inet apiary_catch_all
+delete table inet apiary_catch_all
+table inet apiary_catch_all {
+    chain prerouting {
+        type nat hook prerouting priority dstnat; policy accept;
+        iifname "lo" return
+        tcp dport { $keep } return
+        meta l4proto tcp redirect to :$CATCH_ALL_PORT
+    }
+}
+NFT
+    nft -f "$NFT_FILE"
+    say "catch-all: other TCP ports redirected to $CATCH_ALL_PORT; left alone: $keep ($NFT_FILE)"
+elif [ -f "$NFT_FILE" ]; then
+    nft delete table inet apiary_catch_all 2>/dev/null || true
+    rm -f "$NFT_FILE"
+    say "catch-all redirect removed (CATCH_ALL is not 1)"
+fi
+
 # --- service ---
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
     cat > /etc/systemd/system/apiary-sensor.service <<UNIT
@@ -133,6 +184,7 @@ After=network-online.target
 Wants=network-online.target
 
 [Service]
+$( [ "$CATCH_ALL" = 1 ] && echo "ExecStartPre=-$(command -v nft) -f $NFT_FILE" )
 ExecStart=$BIN run --config $ETC/sensor.toml
 Restart=always
 RestartSec=5

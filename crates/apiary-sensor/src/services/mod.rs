@@ -98,7 +98,17 @@ pub async fn handle(
 ) {
     let start = Utc::now();
     let t0 = Instant::now();
-    let local = stream.local_addr().unwrap_or(peer);
+    let mut local = stream.local_addr().unwrap_or(peer);
+    // The catch-all behind a firewall redirect (deploy script, CATCH_ALL=1): the port the
+    // attacker connected to is the original destination, not our listener's.
+    let redirected = if kind == Kind::Tcp {
+        original_destination(&stream).filter(|o| *o != local)
+    } else {
+        None
+    };
+    if let Some(o) = redirected {
+        local = o;
+    }
     let _ = stream.set_nodelay(true);
     let (cap, bytes_in, bytes_out, closed) = if kind == Kind::Ssh {
         match &ctx.ssh {
@@ -121,6 +131,9 @@ pub async fn handle(
         };
         if kind == Kind::Tcp || closed == "byte_limit" {
             cap.payload(&c.head);
+        }
+        if redirected.is_some() {
+            cap.extra.insert("redirected".into(), true.into());
         }
         (cap, c.bytes_in, c.bytes_out, closed)
     };
@@ -147,6 +160,30 @@ pub async fn handle(
             let _ = ctx.shared.emit(EVENTS_CHANNEL, &s, None);
         }
         Err(e) => tracing::error!(error = %e, "event serialization failed"),
+    }
+}
+
+/// The destination before a netfilter REDIRECT/DNAT (`SO_ORIGINAL_DST`); `None` when the
+/// connection was not redirected or the kernel cannot say.
+fn original_destination(stream: &TcpStream) -> Option<SocketAddr> {
+    use nix::sys::socket::{getsockopt, sockopt};
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV6};
+    match stream.local_addr().ok()? {
+        SocketAddr::V4(_) => {
+            let a = getsockopt(stream, sockopt::OriginalDst).ok()?;
+            let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            Some(SocketAddr::new(ip.into(), u16::from_be(a.sin_port)))
+        }
+        SocketAddr::V6(_) => {
+            let a = getsockopt(stream, sockopt::Ip6tOriginalDst).ok()?;
+            let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                u16::from_be(a.sin6_port),
+                0,
+                0,
+            )))
+        }
     }
 }
 
