@@ -24,6 +24,13 @@
 //! fake_shell = false       # true: accept the `accept` logins into an emulated shell
 //! accept = ["root:*"]      # user:password, * for any (only with fake_shell)
 //!
+//! [[service]]
+//! kind = "smb"             # SMB2 + NTLMSSP: records user, domain and the NetNTLM hash
+//! port = 445
+//! netbios_domain = "CORP"  # names claimed in the NTLM challenge
+//! netbios_name = "FILESRV01"
+//! dns_domain = "corp.local"
+//!
 //! [[forwarder]]
 //! kind = "suricata"
 //! path = "/var/log/suricata/eve.json"
@@ -137,7 +144,7 @@ pub enum Kind {
     Mysql,
     /// MSSQL TDS pre-login/login7.
     Mssql,
-    /// SMB negotiate / NTLMSSP user.
+    /// SMB2 negotiate + NTLMSSP authentication (user, domain, NetNTLM hash).
     Smb,
     /// RDP X.224 connection request cookie.
     Rdp,
@@ -227,9 +234,33 @@ pub struct Service {
     /// Host name the fake shell shows (default `srv01`).
     #[serde(default)]
     pub shell_hostname: Option<String>,
+    /// SMB: NetBIOS domain in the NTLM challenge (default `CORP`).
+    #[serde(default)]
+    pub netbios_domain: Option<String>,
+    /// SMB: NetBIOS computer name in the NTLM challenge (default `FILESRV01`).
+    #[serde(default)]
+    pub netbios_name: Option<String>,
+    /// SMB: DNS domain in the NTLM challenge (default `corp.local`).
+    #[serde(default)]
+    pub dns_domain: Option<String>,
 }
 
 impl Service {
+    /// Handler settings of this service.
+    pub fn opts(&self) -> crate::services::proto::Opts {
+        let mut smb = crate::services::smb::Names::default();
+        if let Some(v) = &self.netbios_domain {
+            smb.netbios_domain = v.clone();
+        }
+        if let Some(v) = &self.netbios_name {
+            smb.netbios_name = v.clone();
+        }
+        if let Some(v) = &self.dns_domain {
+            smb.dns_domain = v.clone();
+        }
+        crate::services::proto::Opts { smb }
+    }
+
     /// The fake-shell policy of this service, when `fake_shell` is on.
     pub fn shell_policy(&self) -> anyhow::Result<Option<crate::services::shell::Policy>> {
         if !self.fake_shell {

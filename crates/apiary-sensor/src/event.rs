@@ -27,7 +27,14 @@
 //! - `payload_hex`: the first bytes the client sent (at most 512), for services that do
 //!   not parse the protocol (catch-all) and for unparsed leftovers.
 //! - `extra`: a flat object of service-specific fields (e.g. `rdp_cookie`, `ntlm_user`,
-//!   `database`, `modbus_function`).
+//!   `database`, `modbus_function`). Among them:
+//!   - `smb`: `smb_version` (`"1"`/`"2"`, of the first packet), `smb_dialects` (offered),
+//!     `smb_dialect` (chosen, e.g. `"0x0302"`), and from the NTLMSSP AUTHENTICATE:
+//!     `ntlm_user`, `ntlm_domain`, `ntlm_workstation`, `ntlm_hash` (hashcat format:
+//!     NetNTLMv2 `user::DOMAIN:challenge:ntproofstr:blob`, mode 5600, or NetNTLMv1
+//!     `user::DOMAIN:lm:nt:challenge`, mode 5500; hex; at most `MEDIUM` characters),
+//!     `ntlm_anonymous` (an anonymous login). The credential is `DOMAIN\user` (or `user`)
+//!     with an empty password.
 //!
 //! # `apiary.heartbeat` (schema version 1)
 //! ```json

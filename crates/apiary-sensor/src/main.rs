@@ -91,6 +91,7 @@ async fn run(c: Config) -> anyhow::Result<()> {
     let mut bound = Vec::new();
     for s in c.services.iter().filter(|s| s.enabled) {
         let shell = s.shell_policy()?.map(Arc::new);
+        let opts = Arc::new(s.opts());
         let mut ports: Vec<u16> = s.ports.clone();
         if let Some(p) = s.port {
             ports.push(p);
@@ -108,6 +109,7 @@ async fn run(c: Config) -> anyhow::Result<()> {
                     listener,
                     banner: s.banner.clone(),
                     shell: shell.clone(),
+                    opts: opts.clone(),
                 },
                 p,
             ));

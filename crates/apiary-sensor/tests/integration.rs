@@ -73,6 +73,7 @@ async fn start_with(
             listener,
             banner: None,
             shell,
+            opts: Default::default(),
         },
         ctx,
     ));

@@ -5,6 +5,7 @@
 pub mod conn;
 pub mod proto;
 pub mod shell;
+pub mod smb;
 pub mod ssh;
 
 use std::net::SocketAddr;
@@ -40,6 +41,8 @@ pub struct Bound {
     pub banner: Option<String>,
     /// Fake-shell policy (SSH and Telnet with `fake_shell`); `None`: every login fails.
     pub shell: Option<Arc<shell::Policy>>,
+    /// Per-service handler settings (SMB names, ...).
+    pub opts: Arc<proto::Opts>,
 }
 
 /// What every connection task needs.
@@ -59,6 +62,7 @@ pub struct Ctx {
 pub async fn serve(b: Bound, ctx: Ctx) {
     let banner: Option<Arc<str>> = b.banner.map(Arc::from);
     let shell = b.shell;
+    let opts = b.opts;
     loop {
         let (stream, peer) = match b.listener.accept().await {
             Ok(x) => x,
@@ -76,11 +80,12 @@ pub async fn serve(b: Bound, ctx: Ctx) {
         let ctx = ctx.clone();
         let banner = banner.clone();
         let shell = shell.clone();
+        let opts = opts.clone();
         let kind = b.kind;
         tokio::spawn(async move {
             ctx.shared.total.fetch_add(1, Ordering::Relaxed);
             ctx.shared.active.fetch_add(1, Ordering::Relaxed);
-            handle(kind, stream, peer, banner.as_deref(), shell, &ctx).await;
+            handle(kind, stream, peer, banner.as_deref(), shell, &opts, &ctx).await;
             ctx.shared.active.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
@@ -94,6 +99,7 @@ pub async fn handle(
     peer: SocketAddr,
     banner: Option<&str>,
     shell: Option<Arc<shell::Policy>>,
+    opts: &proto::Opts,
     ctx: &Ctx,
 ) {
     let start = Utc::now();
@@ -120,7 +126,7 @@ pub async fn handle(
         let mut c = Conn::new(stream, ctx.limits.max_bytes);
         let r = tokio::time::timeout(
             ctx.limits.timeout,
-            proto::run(kind, &mut c, &mut cap, banner, shell.as_deref()),
+            proto::run(kind, &mut c, &mut cap, banner, shell.as_deref(), opts),
         )
         .await;
         let closed = match r {

@@ -19,6 +19,13 @@ const MAX_LINE: usize = 4096;
 /// Most commands read per connection by command-loop handlers.
 const MAX_COMMANDS: usize = 64;
 
+/// Per-service settings handlers need beyond the banner (from [`crate::config::Service`]).
+#[derive(Debug, Clone, Default)]
+pub struct Opts {
+    /// SMB: the names claimed in the NTLM challenge.
+    pub smb: super::smb::Names,
+}
+
 /// Runs the handler for `kind` until the client leaves. The caller applies the time limit.
 pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     kind: Kind,
@@ -26,6 +33,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     cap: &mut Capture,
     banner: Option<&str>,
     shell: Option<&Policy>,
+    opts: &Opts,
 ) -> io::Result<()> {
     match kind {
         Kind::Telnet => telnet(c, cap, banner, shell).await,
@@ -36,7 +44,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         Kind::Mysql => mysql(c, cap, banner).await,
         Kind::Vnc => vnc(c, cap).await,
         Kind::Rdp => first_packet(c, cap, parse_rdp).await,
-        Kind::Smb => first_packet(c, cap, parse_smb).await,
+        Kind::Smb => super::smb::run(c, cap, &opts.smb).await,
         Kind::Mssql => first_packet(c, cap, parse_tds).await,
         Kind::S7 => first_packet(c, cap, parse_s7).await,
         Kind::Modbus => modbus(c, cap).await,
@@ -1018,7 +1026,7 @@ mod tests {
         let mut c = Conn::new(b, max);
         let r = tokio::time::timeout(
             std::time::Duration::from_secs(5),
-            run(kind, &mut c, &mut cap, None, None),
+            run(kind, &mut c, &mut cap, None, None, &Opts::default()),
         )
         .await
         .expect("handler hung");

@@ -1,0 +1,186 @@
+//! Protocol services against real third-party clients: Samba's `smbclient` and Python
+//! `impacket` (SMB2 + NTLM), `python-tds` (MSSQL LOGIN7). Each test prints `SKIP: ...`
+//! and passes when its client is not installed here; `.ci/run` installs them all.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use apiary_sensor::config::Kind;
+use apiary_sensor::services::{self, proto::Opts, Bound, Ctx, Limits};
+use apiary_sensor::spool::Spool;
+use apiary_sensor::Shared;
+use tokio::net::TcpListener;
+
+fn shared(dir: &Path) -> Arc<Shared> {
+    Arc::new(Shared::new(Spool::open(dir, 1 << 20, 64 << 20).unwrap()))
+}
+
+fn events(s: &Shared) -> Vec<serde_json::Value> {
+    let sp = s.spool.lock().unwrap();
+    sp.read(sp.acked(), 100_000)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.channel == "apiary.events")
+        .map(|r| serde_json::from_str(&r.payload).unwrap())
+        .collect()
+}
+
+async fn wait_events(s: &Shared, n: usize) -> Vec<serde_json::Value> {
+    for _ in 0..200 {
+        let e = events(s);
+        if e.len() >= n {
+            return e;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("expected {n} events, have {:?}", events(s));
+}
+
+async fn start(kind: Kind, s: &Arc<Shared>, opts: Opts) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let ctx = Ctx {
+        shared: s.clone(),
+        limits: Limits {
+            timeout: Duration::from_secs(10),
+            max_bytes: 64 * 1024,
+        },
+        sem: Arc::new(tokio::sync::Semaphore::new(100)),
+        ssh: None,
+    };
+    tokio::spawn(services::serve(
+        Bound {
+            kind,
+            listener,
+            banner: None,
+            shell: None,
+            opts: Arc::new(opts),
+        },
+        ctx,
+    ));
+    port
+}
+
+/// A program that runs (`prog arg` starts), else prints a SKIP line.
+fn have(prog: &str, arg: &str) -> bool {
+    let ok = std::process::Command::new(prog).arg(arg).output().is_ok();
+    if !ok {
+        eprintln!("SKIP: `{prog}` is not installed here (bash .ci/run installs it)");
+    }
+    ok
+}
+
+/// The repository's Python venv (or `$APIARY_TEST_PYTHON`) when it can import `module`,
+/// else prints a SKIP line.
+fn python_with(module: &str) -> Option<PathBuf> {
+    let p = std::env::var_os("APIARY_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"));
+    let ok = std::process::Command::new(&p)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!(
+            "SKIP: {} cannot import {module} (bash .ci/run installs it)",
+            p.display()
+        );
+    }
+    ok.then_some(p)
+}
+
+/// Asserts the NetNTLMv2 hashcat line: `user::DOMAIN:challenge(16 hex):ntproofstr(32
+/// hex):blob(hex)`.
+fn assert_netntlmv2(h: &str, user: &str, domain: &str) {
+    let parts: Vec<&str> = h.split(':').collect();
+    assert_eq!(parts.len(), 6, "{h}");
+    assert_eq!((parts[0], parts[1], parts[2]), (user, "", domain), "{h}");
+    let hexlen = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit()).then_some(s.len());
+    assert_eq!(hexlen(parts[3]), Some(16), "{h}");
+    assert_eq!(hexlen(parts[4]), Some(32), "{h}");
+    assert!(hexlen(parts[5]).is_some_and(|n| n > 32), "{h}");
+    // The blob starts with the NTLMv2 client challenge header 0x0101.
+    assert!(parts[5].starts_with("0101"), "{h}");
+}
+
+/// Samba's smbclient (SMB2/3 negotiate, SPNEGO-wrapped NTLMSSP): the login fails with
+/// NT_STATUS_LOGON_FAILURE and the event carries user, domain, workstation and a
+/// NetNTLMv2 hash; the challenge names the configured domain.
+#[tokio::test]
+async fn smbclient_sends_ntlm_credentials() {
+    if !have("smbclient", "--version") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let s = shared(d.path());
+    let mut opts = Opts::default();
+    opts.smb.netbios_domain = "CORP".into();
+    opts.smb.netbios_name = "FS01".into();
+    let port = start(Kind::Smb, &s, opts).await;
+    let out = tokio::process::Command::new("smbclient")
+        .args(["-L", "//127.0.0.1", "-p", &port.to_string()])
+        .args([
+            "-U",
+            "CORP\\alice%Secret1",
+            "-m",
+            "SMB3",
+            "--use-kerberos=off",
+        ])
+        .args(["--option=client min protocol=SMB2", "-n", "LAPTOP7"])
+        .env("HOME", d.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&[out.stdout, out.stderr].concat()).into_owned();
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("LOGON_FAILURE"), "{text}");
+    let ev = wait_events(&s, 1).await;
+    let e = &ev[0];
+    assert_eq!(e["service"], "smb", "{e}");
+    assert_eq!(e["extra"]["ntlm_user"], "alice", "{e}");
+    assert_eq!(e["extra"]["ntlm_domain"], "CORP", "{e}");
+    assert_eq!(e["extra"]["ntlm_workstation"], "LAPTOP7", "{e}");
+    assert_eq!(e["credentials"][0]["username"], "CORP\\alice", "{e}");
+    assert_eq!(e["credentials"][0]["password"], "", "{e}");
+    assert_netntlmv2(e["extra"]["ntlm_hash"].as_str().unwrap(), "alice", "CORP");
+}
+
+/// impacket's SMBConnection: an SMB1 NEGOTIATE offering `SMB 2.???` is answered in SMB2,
+/// the client upgrades, and its NTLM login is recorded.
+#[tokio::test]
+async fn impacket_upgrades_from_smb1_and_sends_ntlm_credentials() {
+    let Some(py) = python_with("impacket") else {
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    let s = shared(d.path());
+    let port = start(Kind::Smb, &s, Opts::default()).await;
+    let script = format!(
+        r#"
+from impacket.smbconnection import SMBConnection, SessionError
+c = SMBConnection("127.0.0.1", "127.0.0.1", sess_port={port}, timeout=5)
+print("dialect", hex(c.getDialect()))
+try:
+    c.login("bob", "Winter2026!", domain="ACME")
+except SessionError as e:
+    print("refused", e.getErrorCode() == 0xC000006D)
+"#
+    );
+    let out = tokio::process::Command::new(&py)
+        .args(["-c", &script])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&[out.stdout, out.stderr].concat()).into_owned();
+    assert!(text.contains("refused True"), "{text}");
+    let ev = wait_events(&s, 1).await;
+    let e = &ev[0];
+    assert_eq!(e["extra"]["smb_version"], "1", "first packet was SMB1: {e}");
+    assert_eq!(e["extra"]["ntlm_user"], "bob", "{e}");
+    assert_eq!(e["extra"]["ntlm_domain"], "ACME", "{e}");
+    assert_eq!(e["credentials"][0]["username"], "ACME\\bob", "{e}");
+    assert_netntlmv2(e["extra"]["ntlm_hash"].as_str().unwrap(), "bob", "ACME");
+}
