@@ -142,7 +142,7 @@ pub enum Kind {
     Redis,
     /// MySQL handshake + login packet.
     Mysql,
-    /// MSSQL TDS pre-login/login7.
+    /// MSSQL: PRELOGIN without TLS, then the LOGIN7 user and password (error 18456).
     Mssql,
     /// SMB2 negotiate + NTLMSSP authentication (user, domain, NetNTLM hash).
     Smb,

@@ -35,6 +35,11 @@
 //!     `user::DOMAIN:lm:nt:challenge`, mode 5500; hex; at most `MEDIUM` characters),
 //!     `ntlm_anonymous` (an anonymous login). The credential is `DOMAIN\user` (or `user`)
 //!     with an empty password.
+//!   - `mssql`: `tds_type` (first packet type), `mssql_client_version` and
+//!     `mssql_encryption` (from the PRELOGIN), and from the LOGIN7: `mssql_hostname`,
+//!     `mssql_app`, `mssql_server`, `mssql_library` (client interface library),
+//!     `database`, `mssql_sspi` (integrated authentication offered). The credential is the
+//!     LOGIN7 user and its password, de-obfuscated.
 //!
 //! # `apiary.heartbeat` (schema version 1)
 //! ```json

@@ -184,3 +184,45 @@ except SessionError as e:
     assert_eq!(e["credentials"][0]["username"], "ACME\\bob", "{e}");
     assert_netntlmv2(e["extra"]["ntlm_hash"].as_str().unwrap(), "bob", "ACME");
 }
+
+/// python-tds (pure-Python TDS 7.4): PRELOGIN is answered without TLS, the LOGIN7 is
+/// recorded with the password de-obfuscated exactly, and the client gets error 18456.
+#[tokio::test]
+async fn pytds_login7_password_is_captured() {
+    let Some(py) = python_with("pytds") else {
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    let s = shared(d.path());
+    let port = start(Kind::Mssql, &s, Opts::default()).await;
+    let password = "P@ss w0rd!é;'\"x";
+    let script = format!(
+        r#"
+import sys, pytds
+try:
+    pytds.connect(server="127.0.0.1", port={port}, user="sa", password=sys.argv[1],
+                  database="master", appname="evil-app", login_timeout=5, timeout=5)
+    print("connected?!")
+except pytds.Error as e:
+    print("refused", getattr(e, "number", None), e)
+"#
+    );
+    let out = tokio::process::Command::new(&py)
+        .args(["-c", &script, password])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&[out.stdout, out.stderr].concat()).into_owned();
+    assert!(text.contains("refused 18456"), "{text}");
+    assert!(text.contains("Login failed for user 'sa'"), "{text}");
+    let ev = wait_events(&s, 1).await;
+    let e = &ev[0];
+    assert_eq!(e["service"], "mssql", "{e}");
+    assert_eq!(e["credentials"][0]["username"], "sa", "{e}");
+    assert_eq!(e["credentials"][0]["password"], password, "{e}");
+    assert_eq!(e["extra"]["mssql_app"], "evil-app", "{e}");
+    assert_eq!(e["extra"]["mssql_server"], "127.0.0.1", "{e}");
+    assert_eq!(e["extra"]["database"], "master", "{e}");
+    assert!(e["extra"]["mssql_library"].as_str().is_some(), "{e}");
+    assert!(e["extra"]["mssql_hostname"].as_str().is_some(), "{e}");
+}

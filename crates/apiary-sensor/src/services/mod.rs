@@ -3,6 +3,7 @@
 //! per connection.
 
 pub mod conn;
+pub mod mssql;
 pub mod proto;
 pub mod shell;
 pub mod smb;

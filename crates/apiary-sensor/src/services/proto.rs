@@ -45,7 +45,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         Kind::Vnc => vnc(c, cap).await,
         Kind::Rdp => first_packet(c, cap, parse_rdp).await,
         Kind::Smb => super::smb::run(c, cap, &opts.smb).await,
-        Kind::Mssql => first_packet(c, cap, parse_tds).await,
+        Kind::Mssql => super::mssql::run(c, cap, banner).await,
         Kind::S7 => first_packet(c, cap, parse_s7).await,
         Kind::Modbus => modbus(c, cap).await,
         Kind::Sip => sip(c, cap).await,
@@ -728,29 +728,6 @@ pub fn parse_smb(b: &[u8], cap: &mut Capture) {
     }
 }
 
-/// MSSQL: TDS header; records the packet type (0x12 pre-login, 0x10 login7) and, for a
-/// LOGIN7, the user name (UTF-16LE at the offset the packet gives).
-pub fn parse_tds(b: &[u8], cap: &mut Capture) {
-    let Some(&ty) = b.first() else { return };
-    cap.extra.insert("tds_type".into(), Value::from(ty));
-    if ty == 0x10 {
-        let body = &b[b.len().min(8)..];
-        let field = |at: usize| -> Option<String> {
-            let off = u16::from_le_bytes([*body.get(at)?, *body.get(at + 1)?]) as usize;
-            let len = u16::from_le_bytes([*body.get(at + 2)?, *body.get(at + 3)?]) as usize;
-            let raw = body.get(off..off + 2 * len.min(128))?;
-            let units: Vec<u16> = raw
-                .chunks(2)
-                .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                .collect();
-            Some(String::from_utf16_lossy(&units))
-        };
-        if let Some(u) = field(36 + 8) {
-            cap.cred(&u, "");
-        }
-    }
-}
-
 /// S7comm: TPKT + COTP connection request; records TSAPs.
 pub fn parse_s7(b: &[u8], cap: &mut Capture) {
     if b.first() != Some(&3) || b.len() < 7 {
@@ -921,7 +898,6 @@ mod tests {
             let _ = parse_mysql_login(&b);
             parse_rdp(&b, &mut cap);
             parse_smb(&b, &mut cap);
-            parse_tds(&b, &mut cap);
             parse_s7(&b, &mut cap);
             let _ = parse_modbus(&b);
             parse_sip(&b, &mut cap);
@@ -930,7 +906,6 @@ mod tests {
                 let _ = parse_mysql_login(b);
                 let _ = parse_resp(b);
                 parse_smb(b, &mut cap);
-                parse_tds(b, &mut cap);
             }
         }
     }
