@@ -31,6 +31,13 @@
 //! netbios_name = "FILESRV01"
 //! dns_domain = "corp.local"
 //!
+//! [[service]]
+//! kind = "https"           # TLS, then the HTTP handler; records SNI and ALPN
+//! port = 443
+//! tls_cn = "intranet.corp.local"   # self-signed certificate made at start, or:
+//! # tls_cert = "/etc/apiary-sensor/https.crt"
+//! # tls_key = "/etc/apiary-sensor/https.key"
+//!
 //! [[forwarder]]
 //! kind = "suricata"
 //! path = "/var/log/suricata/eve.json"
@@ -136,6 +143,8 @@ pub enum Kind {
     Telnet,
     /// HTTP request capture.
     Http,
+    /// HTTP over TLS (rustls); records SNI and ALPN.
+    Https,
     /// FTP USER/PASS.
     Ftp,
     /// Redis RESP/inline commands.
@@ -169,6 +178,7 @@ impl Kind {
             Kind::Ssh => "ssh",
             Kind::Telnet => "telnet",
             Kind::Http => "http",
+            Kind::Https => "https",
             Kind::Ftp => "ftp",
             Kind::Redis => "redis",
             Kind::Mysql => "mysql",
@@ -189,6 +199,7 @@ impl Kind {
             Kind::Ssh => 22,
             Kind::Telnet => 23,
             Kind::Http => 80,
+            Kind::Https => 443,
             Kind::Ftp => 21,
             Kind::Redis => 6379,
             Kind::Mysql => 3306,
@@ -243,11 +254,21 @@ pub struct Service {
     /// SMB: DNS domain in the NTLM challenge (default `corp.local`).
     #[serde(default)]
     pub dns_domain: Option<String>,
+    /// HTTPS: PEM certificate chain (with `tls_key`); unset: self-signed for `tls_cn`.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// HTTPS: PEM private key.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// HTTPS: name of the self-signed certificate made at start (default `localhost`).
+    #[serde(default)]
+    pub tls_cn: Option<String>,
 }
 
 impl Service {
-    /// Handler settings of this service.
-    pub fn opts(&self) -> crate::services::proto::Opts {
+    /// Handler settings of this service (HTTPS: reads the certificate and key, or makes a
+    /// self-signed certificate).
+    pub fn opts(&self) -> anyhow::Result<crate::services::proto::Opts> {
         let mut smb = crate::services::smb::Names::default();
         if let Some(v) = &self.netbios_domain {
             smb.netbios_domain = v.clone();
@@ -258,7 +279,15 @@ impl Service {
         if let Some(v) = &self.dns_domain {
             smb.dns_domain = v.clone();
         }
-        crate::services::proto::Opts { smb }
+        use crate::services::tls::Tls;
+        let tls = match (self.kind, &self.tls_cert, &self.tls_key) {
+            (Kind::Https, Some(c), Some(k)) => Some(Tls::from_pem_files(c, k)?),
+            (Kind::Https, _, _) => Some(Tls::self_signed(
+                self.tls_cn.as_deref().unwrap_or("localhost"),
+            )?),
+            _ => None,
+        };
+        Ok(crate::services::proto::Opts { smb, tls })
     }
 
     /// The fake-shell policy of this service, when `fake_shell` is on.
@@ -363,6 +392,16 @@ impl Config {
                 );
             }
             s.shell_policy()?;
+            let tls_keys = s.tls_cert.is_some() || s.tls_key.is_some() || s.tls_cn.is_some();
+            if tls_keys && s.kind != Kind::Https {
+                anyhow::bail!(
+                    "service kind \"{}\": tls_cert, tls_key and tls_cn are for https only",
+                    s.kind.name()
+                );
+            }
+            if s.tls_cert.is_some() != s.tls_key.is_some() {
+                anyhow::bail!("service kind \"https\": set both tls_cert and tls_key, or neither");
+            }
         }
         if c.sensor.max_connections == 0 {
             anyhow::bail!("sensor.max_connections must be > 0");
@@ -403,5 +442,13 @@ mod tests {
             "[broker]\nhost='h'\nident='i'\nsecret='s'\n[[service]]\nkind='gopher'\n"
         )
         .is_err());
+        let base = "[broker]\nhost='h'\nident='i'\nsecret='s'\n[[service]]\n";
+        let c = Config::parse(&format!("{base}kind='https'\ntls_cn='x.test'\n")).unwrap();
+        assert_eq!(c.services[0].kind.default_port(), 443);
+        assert!(c.services[0].opts().unwrap().tls.is_some());
+        assert!(Config::parse(&format!("{base}kind='https'\ntls_cert='/c'\n")).is_err());
+        assert!(Config::parse(&format!("{base}kind='http'\ntls_cn='x'\n")).is_err());
+        let c = Config::parse(&format!("{base}kind='smb'\nnetbios_name='DC1'\n")).unwrap();
+        assert_eq!(c.services[0].opts().unwrap().smb.netbios_name, "DC1");
     }
 }

@@ -40,6 +40,10 @@
 //!     `mssql_app`, `mssql_server`, `mssql_library` (client interface library),
 //!     `database`, `mssql_sspi` (integrated authentication offered). The credential is the
 //!     LOGIN7 user and its password, de-obfuscated.
+//!   - `https`: `tls_sni` (server name), `tls_alpn` (list the client offered),
+//!     `tls_version` (negotiated); when the handshake fails (e.g. plain HTTP on the TLS
+//!     port), `tls_error` and `payload_hex` of the raw bytes. `bytes_in`/`bytes_out`
+//!     count TLS bytes.
 //!
 //! # `apiary.heartbeat` (schema version 1)
 //! ```json

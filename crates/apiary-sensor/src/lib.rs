@@ -5,8 +5,9 @@
 //! - [`event`]: the JSON schema of `apiary.events` and `apiary.heartbeat`.
 //! - [`spool`]: append-only segments, acknowledged by position.
 //! - [`publisher`]: spool → broker, reconnect with backoff, heartbeats.
-//! - [`services`]: the honeypot listeners (SSH via russh, Telnet, HTTP, FTP, Redis, MySQL,
-//!   VNC, RDP, SMB, MSSQL, S7, Modbus, SIP, Elasticsearch, catch-all TCP).
+//! - [`services`]: the honeypot listeners (SSH via russh, Telnet, HTTP, HTTPS, FTP, Redis,
+//!   MySQL, VNC, RDP, SMB2 with NTLM capture, MSSQL LOGIN7, S7, Modbus, SIP,
+//!   Elasticsearch, catch-all TCP).
 //! - [`forward`]: tail Suricata/Snort/Cowrie/p0f/Dionaea logs into the spool.
 //! - [`privdrop`]: bind first, then setgid/setuid.
 //!

@@ -91,7 +91,10 @@ async fn run(c: Config) -> anyhow::Result<()> {
     let mut bound = Vec::new();
     for s in c.services.iter().filter(|s| s.enabled) {
         let shell = s.shell_policy()?.map(Arc::new);
-        let opts = Arc::new(s.opts());
+        let opts = Arc::new(
+            s.opts()
+                .with_context(|| format!("service {}", s.kind.name()))?,
+        );
         let mut ports: Vec<u16> = s.ports.clone();
         if let Some(p) = s.port {
             ports.push(p);

@@ -1,5 +1,5 @@
 //! Protocol services against real third-party clients: Samba's `smbclient` and Python
-//! `impacket` (SMB2 + NTLM), `python-tds` (MSSQL LOGIN7). Each test prints `SKIP: ...`
+//! `impacket` (SMB2 + NTLM), `python-tds` (MSSQL LOGIN7), curl (HTTPS). Each test prints `SKIP: ...`
 //! and passes when its client is not installed here; `.ci/run` installs them all.
 
 use std::path::{Path, PathBuf};
@@ -225,4 +225,62 @@ except pytds.Error as e:
     assert_eq!(e["extra"]["database"], "master", "{e}");
     assert!(e["extra"]["mssql_library"].as_str().is_some(), "{e}");
     assert!(e["extra"]["mssql_hostname"].as_str().is_some(), "{e}");
+}
+
+/// curl over TLS (self-signed certificate made for the configured name): the HTTP request
+/// is answered and recorded with the SNI and ALPN offer; plain HTTP sent to the TLS port
+/// is kept as payload with the TLS error.
+#[tokio::test]
+async fn curl_over_https_records_sni_alpn_and_request() {
+    if !have("curl", "--version") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let s = shared(d.path());
+    let opts = Opts {
+        tls: Some(services::tls::Tls::self_signed("intranet.corp.test").unwrap()),
+        ..Opts::default()
+    };
+    let port = start(Kind::Https, &s, opts).await;
+    let url = format!("https://intranet.corp.test:{port}/admin/login.php?next=%2F");
+    let out = tokio::process::Command::new("curl")
+        .args(["-k", "-sS", "-v", "--max-time", "5", "-A", "probe/1.0"])
+        .args(["--resolve", &format!("intranet.corp.test:{port}:127.0.0.1")])
+        .arg(&url)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("It works!"));
+    assert!(stderr.contains("CN=intranet.corp.test"), "{stderr}");
+    let ev = wait_events(&s, 1).await;
+    let e = &ev[0];
+    assert_eq!(e["service"], "https", "{e}");
+    assert_eq!(e["closed"], "peer", "{e}");
+    assert_eq!(e["http"]["path"], "/admin/login.php?next=%2F", "{e}");
+    assert_eq!(e["http"]["user_agent"], "probe/1.0", "{e}");
+    assert_eq!(e["extra"]["tls_sni"], "intranet.corp.test", "{e}");
+    let alpn = e["extra"]["tls_alpn"].as_array().unwrap();
+    assert!(alpn.iter().any(|p| p == "http/1.1"), "{e}");
+    assert!(
+        e["bytes_in"].as_u64().unwrap() > 200,
+        "raw TLS bytes are counted: {e}"
+    );
+
+    // Plain HTTP on the TLS port.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    c.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut sink = Vec::new();
+    let _ = c.read_to_end(&mut sink).await;
+    let ev = wait_events(&s, 2).await;
+    let e = &ev[1];
+    assert!(e["extra"]["tls_error"].is_string(), "{e}");
+    assert!(
+        e["payload_hex"].as_str().unwrap().starts_with("474554"),
+        "{e}"
+    );
 }

@@ -138,6 +138,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.bytes_out += b.len() as u64;
         Ok(())
     }
+
+    /// Closes the sending side (over TLS this sends close_notify).
+    pub async fn shutdown(&mut self) -> io::Result<()> {
+        self.stream.shutdown().await
+    }
 }
 
 /// Counters and client-banner capture around a stream handed to a library (russh).

@@ -8,6 +8,7 @@ pub mod proto;
 pub mod shell;
 pub mod smb;
 pub mod ssh;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -122,6 +123,8 @@ pub async fn handle(
             Some(cfg) => run_ssh(stream, cfg.clone(), shell, ctx.limits).await,
             None => (Capture::default(), 0, 0, "error"),
         }
+    } else if let (Kind::Https, Some(t)) = (kind, &opts.tls) {
+        tls::run_https(stream, t, banner, ctx.limits).await
     } else {
         let mut cap = Capture::default();
         let mut c = Conn::new(stream, ctx.limits.max_bytes);

@@ -24,6 +24,8 @@ const MAX_COMMANDS: usize = 64;
 pub struct Opts {
     /// SMB: the names claimed in the NTLM challenge.
     pub smb: super::smb::Names,
+    /// HTTPS: the TLS server configs.
+    pub tls: Option<super::tls::Tls>,
 }
 
 /// Runs the handler for `kind` until the client leaves. The caller applies the time limit.
@@ -37,7 +39,8 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> io::Result<()> {
     match kind {
         Kind::Telnet => telnet(c, cap, banner, shell).await,
-        Kind::Http => http(c, cap, banner, false).await,
+        // HTTPS reaches here only without TLS settings (the TLS layer is in `services`).
+        Kind::Http | Kind::Https => http(c, cap, banner, false).await,
         Kind::Elasticsearch => http(c, cap, banner, true).await,
         Kind::Ftp => ftp(c, cap, banner).await,
         Kind::Redis => redis(c, cap).await,
@@ -209,7 +212,7 @@ pub fn parse_http_head(head: &[u8]) -> Option<(Http, Option<usize>)> {
     Some((h, clen))
 }
 
-async fn http<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn http<S: AsyncRead + AsyncWrite + Unpin>(
     c: &mut Conn<S>,
     cap: &mut Capture,
     banner: Option<&str>,
