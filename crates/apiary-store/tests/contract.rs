@@ -705,6 +705,33 @@ async fn top_over_the_last_day(store: Arc<dyn Store>) {
             let got = store.top(d, lo, hi, n).await.unwrap();
             assert_eq!(got, want.iter().take(n).cloned().collect::<Vec<_>>());
         }
+        // Open-ended (what top_sources asks with no `until`): the future-dated too.
+        let far = now + Duration::days(3653);
+        let want = brute_top(&sessions, d, bucket_lo, far);
+        for n in [1, 3, 1000] {
+            let got = store.top(d, since, far, n).await.unwrap();
+            assert_eq!(
+                got,
+                want.iter().take(n).cloned().collect::<Vec<_>>(),
+                "{d:?}"
+            );
+        }
+    }
+    // Top attackers of the last day, no end: exact, future-dated sessions included.
+    for limit in [1, 5, 50] {
+        let q = TopSourcesQuery {
+            filter: SessionFilter {
+                since: Some(since),
+                ..Default::default()
+            },
+            limit,
+            ..Default::default()
+        };
+        assert_eq!(
+            store.top_sources(q.clone()).await.unwrap().rows,
+            brute_top_sources(&sessions, &q),
+            "{q:?}"
+        );
     }
 }
 

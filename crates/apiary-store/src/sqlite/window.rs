@@ -139,9 +139,14 @@ impl<'c> Adder<'c> {
 /// subtracted at query time (one hour is what a query ending on an hour boundary skips).
 const MAX_SKIPPED_HOURS: i64 = 6;
 
+/// Most values one read from the window returns (`top_sources` asks for up to its probe
+/// cap in one round).
+const MAX_LIMIT: usize = crate::ranking::MAX_PROBES;
+
 /// Top `limit` values of `dim` over the hour buckets `[lo, hi)`, read from the window when
-/// `hi` is its end and `lo` at most [`MAX_SKIPPED_HOURS`] after its start, and `dim` is
-/// kept in it; `None` means: sum the hourly rows instead.
+/// `lo` is at most [`MAX_SKIPPED_HOURS`] after its start and `hi` is its end or later (an
+/// open-ended query: the rows of hours after the window, future-dated sessions, are added
+/// at query time), and `dim` is kept in it; `None` means: sum the hourly rows instead.
 pub(super) fn top(
     c: &Connection,
     dim: Dimension,
@@ -149,8 +154,7 @@ pub(super) fn top(
     hi: i64,
     limit: usize,
 ) -> Result<Option<Vec<(String, u64)>>> {
-    // Large limits gain nothing over summing the hours.
-    if !DIMS.contains(&dim) || limit == 0 || limit > 1000 {
+    if !DIMS.contains(&dim) || limit == 0 || limit > MAX_LIMIT {
         return Ok(None);
     }
     // One read transaction: W and the rows from the same snapshot.
@@ -159,23 +163,30 @@ pub(super) fn top(
         return Ok(None);
     };
     let start = w - SPAN;
-    if hi != w + 1 || lo < start || lo > start + MAX_SKIPPED_HOURS {
+    if hi < w + 1 || lo < start || lo > start + MAX_SKIPPED_HOURS {
         return Ok(None);
     }
-    // Counts of the hours the query leaves out.
-    let mut skipped: HashMap<String, i64> = HashMap::new();
-    if lo > start {
-        let mut st = tx.prepare_cached(
-            "SELECT value, count FROM rollup_hourly WHERE dim = ?1 AND hour >= ?2 AND hour < ?3",
-        )?;
-        let mut rows = st.query(params![dim.code(), start, lo])?;
-        while let Some(r) = rows.next()? {
-            *skipped.entry(r.get(0)?).or_default() += r.get::<_, i64>(1)?;
+    let sums = |from: i64, to: i64| -> Result<HashMap<String, i64>> {
+        let mut out: HashMap<String, i64> = HashMap::new();
+        if from < to {
+            let mut st = tx.prepare_cached(
+                "SELECT value, count FROM rollup_hourly WHERE dim = ?1 AND hour >= ?2 AND hour < ?3",
+            )?;
+            let mut rows = st.query(params![dim.code(), from, to])?;
+            while let Some(r) = rows.next()? {
+                *out.entry(r.get(0)?).or_default() += r.get::<_, i64>(1)?;
+            }
         }
-    }
+        Ok(out)
+    };
+    // Counts of the hours the query leaves out, and of those after the window.
+    let skipped = sums(start, lo)?;
+    let added = sums(w + 1, hi)?;
     // Walk the window by count, largest first. A value's count in [lo, hi) is at most its
-    // window count, so once window counts fall below the limit-th best found, no later
-    // value can enter (equal counts may still win on the value order).
+    // window count (values with rows after the window are counted apart, below), so once
+    // window counts fall below the limit-th best found, no later value can enter (equal
+    // counts may still win on the value order).
+    let order = |a: &(String, i64), b: &(String, i64)| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0));
     let mut best: Vec<(String, i64)> = Vec::new();
     let mut threshold = i64::MIN;
     {
@@ -190,20 +201,39 @@ pub(super) fn top(
                 break;
             }
             let value: String = r.get(0)?;
+            if added.contains_key(&value) {
+                continue;
+            }
             let n = n - skipped.get(&value).copied().unwrap_or(0);
             if n <= 0 {
                 continue;
             }
             best.push((value, n));
-            if best.len() >= limit {
-                best.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            // Trim at `limit`, then only every `limit` more rows: sorting on every push
+            // would be quadratic for large limits; a stale threshold only reads more rows.
+            if best.len() >= limit && (threshold == i64::MIN || best.len() >= 2 * limit) {
+                best.sort_unstable_by(order);
                 best.truncate(limit);
                 threshold = best[limit - 1].1;
             }
         }
     }
+    if !added.is_empty() {
+        let mut st =
+            tx.prepare_cached("SELECT count FROM rollup_window WHERE dim = ?1 AND value = ?2")?;
+        for (value, a) in added {
+            let wc: i64 = st
+                .query_row(params![dim.code(), value], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0);
+            let n = wc - skipped.get(&value).copied().unwrap_or(0) + a;
+            if n > 0 {
+                best.push((value, n));
+            }
+        }
+    }
     tx.finish()?;
-    best.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    best.sort_unstable_by(order);
     best.truncate(limit);
     Ok(Some(best.into_iter().map(|(v, n)| (v, n as u64)).collect()))
 }
@@ -352,6 +382,26 @@ mod tests {
             .unwrap()
             .is_none());
         assert!(top(&c, ip, h - SPAN, h, 10).unwrap().is_none());
+        // Open-ended (ends after the window): rows of later hours count too.
+        batch(&c, h, &[(ip, h + 5, "a", 1), (ip, h + 9, "e", 4)]);
+        assert_eq!(
+            top(&c, ip, h - SPAN, h + 1000, 10).unwrap().unwrap(),
+            vec![
+                ("c".into(), 5),
+                ("a".into(), 4),
+                ("e".into(), 4),
+                ("b".into(), 3)
+            ]
+        );
+        assert_eq!(
+            top(&c, ip, h - SPAN + 1, h + 1000, 2).unwrap().unwrap(),
+            vec![("a".into(), 4), ("e".into(), 4)]
+        );
+        // The window alone still ignores them.
+        assert_eq!(
+            top(&c, ip, h - SPAN, h + 1, 10).unwrap().unwrap(),
+            vec![("c".into(), 5), ("a".into(), 3), ("b".into(), 3)]
+        );
         assert!(top(&c, Dimension::Honeypot, h - SPAN, h + 1, 10)
             .unwrap()
             .is_none());
