@@ -144,26 +144,24 @@ async fn services_over_tcp_emit_one_event_per_connection() {
     }
 }
 
+/// Whether the OpenSSH client is here (prints a SKIP line when not).
+fn have_ssh() -> bool {
+    let ok = std::process::Command::new("ssh").arg("-V").output().is_ok();
+    if !ok {
+        eprintln!("SKIP: no OpenSSH client (`ssh`) on this host");
+    }
+    ok
+}
+
 #[tokio::test]
 async fn ssh_handshake_captures_version_and_passwords() {
-    if std::process::Command::new("ssh")
-        .arg("-V")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIP: no OpenSSH client (`ssh`) on this host");
+    if !have_ssh() {
         return;
     }
     let d = tempfile::tempdir().unwrap();
     let s = shared(d.path());
     let port = start(Kind::Ssh, &s, true, d.path()).await;
-    let askpass = d.path().join("askpass.sh");
-    std::fs::write(&askpass, "#!/bin/sh\necho 'Tr0ub4dor&3'\n").unwrap();
-    std::fs::set_permissions(
-        &askpass,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let askpass = askpass(d.path(), "Tr0ub4dor&3");
     let out = tokio::process::Command::new("ssh")
         .args([
             "-p",
@@ -218,12 +216,7 @@ fn askpass(dir: &Path, password: &str) -> std::path::PathBuf {
 /// answered by the emulated shell and recorded, URLs included; `admin` stays out.
 #[tokio::test]
 async fn ssh_fake_shell_accepts_policy_logins_and_records_commands() {
-    if std::process::Command::new("ssh")
-        .arg("-V")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIP: no OpenSSH client (`ssh`) on this host");
+    if !have_ssh() {
         return;
     }
     let d = tempfile::tempdir().unwrap();
