@@ -56,6 +56,7 @@ pub struct DashboardData {
 /// several reader connections, so the page takes about as long as its slowest query
 /// rather than their sum.
 async fn load(store: Arc<dyn Store>) -> Result<DashboardData, AppError> {
+    let started = std::time::Instant::now();
     let now = Utc::now();
     let since = now - Duration::hours(24);
     let s = &*store;
@@ -93,6 +94,10 @@ async fn load(store: Arc<dyn Store>) -> Result<DashboardData, AppError> {
         .into_iter()
         .flatten()
         .collect();
+    tracing::debug!(
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "dashboard figures computed"
+    );
     Ok(DashboardData {
         total,
         hours,
