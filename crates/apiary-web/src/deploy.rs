@@ -60,7 +60,27 @@ pub const SENSOR_CHANNELS: &[&str] = &[
     "dionaea.json",
 ];
 
-/// Scripts created on first start: (name, honeypot, body, notes).
+/// The part the forwarder scripts (Dionaea, Suricata, Snort, p0f) share: helpers,
+/// registration and the apiary-sensor forwarder install. Written once here and put in
+/// place of each script's `# @forwarder-common@` line by [`seed_body`], so every stored
+/// script is whole (served as one file, editable on the Deploy page).
+const FORWARDER_COMMON: &str = include_str!("../deploy/forwarder-common.sh");
+
+/// A seeded script's body as stored: the shared part expanded.
+pub fn seed_body(body: &str) -> String {
+    let mut out = String::with_capacity(body.len() + FORWARDER_COMMON.len());
+    for line in body.split_inclusive('\n') {
+        if line.starts_with("# @forwarder-common@") {
+            out.push_str(FORWARDER_COMMON);
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
+/// Scripts created on first start: (name, honeypot, body, notes); bodies go through
+/// [`seed_body`].
 pub const SEED: &[(&str, &str, &str, &str)] = &[
     (
         "Apiary sensor",
@@ -117,6 +137,7 @@ pub async fn seed(store: &dyn Store) -> Result<usize, AppError> {
     let have = store.list_deploy_scripts().await?;
     let mut n = 0;
     for (name, honeypot, body, notes) in SEED {
+        let body = &seed_body(body);
         if let Some(s) = have.iter().find(|h| h.name == *name) {
             if s.author == SEED_AUTHOR && s.body != *body {
                 store
@@ -556,6 +577,21 @@ mod tests {
         );
         assert_eq!(out, "U=http://s T=tok H=h:7");
         for (_, _, body, _) in SEED {
+            let body = seed_body(body);
+            assert!(!body.contains("@forwarder-common@"));
+            if body.contains("install_sensor_forwarder ") {
+                assert!(body.contains("install_sensor_forwarder() {"), "expanded");
+            }
+            // Whole and valid bash as stored (`bash -n` parses without running).
+            let out = std::process::Command::new("bash")
+                .args(["-n", "-c", &body])
+                .output()
+                .expect("bash");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             for p in [
                 "{{SERVER_URL}}",
                 "{{TOKEN}}",
