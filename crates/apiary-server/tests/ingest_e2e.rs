@@ -194,7 +194,10 @@ async fn published_events_are_normalized_geolocated_and_survive_restart() {
             .and_then(|g| g.country_code.as_deref()),
         Some("US")
     );
+    // ASN from the @ip-location-db/asn ranges fetched beside the city database.
+    assert_eq!(us.source_geo.as_ref().and_then(|g| g.asn), Some(15169));
     let v6 = by_ip("2001:4860:4860::8888").expect("ipv6 session");
+    assert_eq!(v6.source_geo.as_ref().and_then(|g| g.asn), Some(15169));
     assert_eq!(
         v6.details.credentials[0].username,
         "<script>alert(1)</script>"
