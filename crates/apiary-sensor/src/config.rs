@@ -16,6 +16,8 @@
 //! conn_timeout_secs = 60
 //! conn_max_bytes = 65536
 //! user = "nobody"          # drop to this user after binding when started as root
+//! udp_window_ms = 5000     # UDP catch-all: one event per flow per window
+//! udp_max_flows = 4096     # UDP catch-all: open flows at once (more: dropped, counted)
 //!
 //! [[service]]
 //! kind = "ssh"
@@ -30,6 +32,10 @@
 //! netbios_domain = "CORP"  # names claimed in the NTLM challenge
 //! netbios_name = "FILESRV01"
 //! dns_domain = "corp.local"
+//!
+//! [[service]]
+//! kind = "udp"             # UDP catch-all: coalesced per flow, never answered
+//! ports = [53, 123, 161, 1900, 5060]
 //!
 //! [[service]]
 //! kind = "https"           # TLS, then the HTTP handler; records SNI and ALPN
@@ -113,6 +119,10 @@ pub struct Sensor {
     pub group: Option<String>,
     /// Forwarder poll period in milliseconds.
     pub poll_ms: u64,
+    /// UDP catch-all: a flow is reported this long after its first datagram.
+    pub udp_window_ms: u64,
+    /// UDP catch-all: flows open at once over all UDP ports (more are dropped, counted).
+    pub udp_max_flows: usize,
 }
 
 impl Default for Sensor {
@@ -129,6 +139,8 @@ impl Default for Sensor {
             user: "nobody".into(),
             group: None,
             poll_ms: 500,
+            udp_window_ms: 5000,
+            udp_max_flows: 4096,
         }
     }
 }
@@ -169,6 +181,8 @@ pub enum Kind {
     Elasticsearch,
     /// Records whatever arrives.
     Tcp,
+    /// UDP catch-all: datagrams coalesced per flow, never answered.
+    Udp,
 }
 
 impl Kind {
@@ -191,6 +205,7 @@ impl Kind {
             Kind::S7 => "s7comm",
             Kind::Elasticsearch => "elasticsearch",
             Kind::Tcp => "tcp",
+            Kind::Udp => "udp",
         }
     }
     /// Default port.
@@ -211,7 +226,7 @@ impl Kind {
             Kind::Modbus => 502,
             Kind::S7 => 102,
             Kind::Elasticsearch => 9200,
-            Kind::Tcp => 0,
+            Kind::Tcp | Kind::Udp => 0,
         }
     }
 }
@@ -222,10 +237,10 @@ impl Kind {
 pub struct Service {
     /// Protocol.
     pub kind: Kind,
-    /// Port (default: the protocol's usual port). Required for `tcp`.
+    /// Port (default: the protocol's usual port). `tcp` and `udp` need `port` or `ports`.
     #[serde(default)]
     pub port: Option<u16>,
-    /// Extra ports for `tcp` (catch-all).
+    /// Extra ports for `tcp` and `udp` (catch-all).
     #[serde(default)]
     pub ports: Vec<u16>,
     /// Banner / server string / persona.
@@ -382,8 +397,8 @@ impl Config {
     pub fn parse(text: &str) -> anyhow::Result<Config> {
         let c: Config = toml::from_str(text)?;
         for s in &c.services {
-            if s.kind == Kind::Tcp && s.port.is_none() && s.ports.is_empty() {
-                anyhow::bail!("service kind \"tcp\" needs `port` or `ports`");
+            if matches!(s.kind, Kind::Tcp | Kind::Udp) && s.port.is_none() && s.ports.is_empty() {
+                anyhow::bail!("service kind \"{}\" needs `port` or `ports`", s.kind.name());
             }
             if s.fake_shell && !matches!(s.kind, Kind::Ssh | Kind::Telnet) {
                 anyhow::bail!(
@@ -402,6 +417,9 @@ impl Config {
             if s.tls_cert.is_some() != s.tls_key.is_some() {
                 anyhow::bail!("service kind \"https\": set both tls_cert and tls_key, or neither");
             }
+        }
+        if c.sensor.udp_max_flows == 0 || c.sensor.udp_window_ms == 0 {
+            anyhow::bail!("sensor.udp_max_flows and sensor.udp_window_ms must be > 0");
         }
         if c.sensor.max_connections == 0 {
             anyhow::bail!("sensor.max_connections must be > 0");
@@ -448,6 +466,9 @@ mod tests {
         assert!(c.services[0].opts().unwrap().tls.is_some());
         assert!(Config::parse(&format!("{base}kind='https'\ntls_cert='/c'\n")).is_err());
         assert!(Config::parse(&format!("{base}kind='http'\ntls_cn='x'\n")).is_err());
+        assert!(Config::parse(&format!("{base}kind='udp'\n")).is_err());
+        let c = Config::parse(&format!("{base}kind='udp'\nports=[53, 5060]\n")).unwrap();
+        assert_eq!(c.services[0].ports, vec![53, 5060]);
         let c = Config::parse(&format!("{base}kind='smb'\nnetbios_name='DC1'\n")).unwrap();
         assert_eq!(c.services[0].opts().unwrap().smb.netbios_name, "DC1");
     }

@@ -44,6 +44,12 @@
 //!     `tls_version` (negotiated); when the handshake fails (e.g. plain HTTP on the TLS
 //!     port), `tls_error` and `payload_hex` of the raw bytes. `bytes_in`/`bytes_out`
 //!     count TLS bytes.
+//!   - `udp` (catch-all, `transport` `udp`): one event per flow (source address and
+//!     port, destination port), reported a window after its first datagram with `closed`
+//!     `timeout`; `udp_datagrams` (count); `bytes_in` sums the payloads; `payload_hex`
+//!     holds the first bytes; `protocol` is the usual one of the port (`dns`, `ntp`,
+//!     `snmp`, `sip`, `ssdp`, ... else `udp`). Datagrams of new flows beyond
+//!     `udp_max_flows` are dropped and counted in the heartbeat's `udp.dropped`.
 //!
 //! # `apiary.heartbeat` (schema version 1)
 //! ```json
@@ -51,6 +57,7 @@
 //!  "uptime_s": 120, "interval_s": 60,
 //!  "services": [{"name": "ssh", "port": 22}],
 //!  "connections": {"active": 3, "total": 1200, "rejected": 0},
+//!  "udp": {"datagrams": 52, "dropped": 0},
 //!  "spool": {"pending": 0, "pending_bytes": 0, "dropped": 0},
 //!  "forwarders": [{"kind": "suricata", "path": "/var/log/suricata/eve.json", "lines": 10}]}
 //! ```

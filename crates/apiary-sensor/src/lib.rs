@@ -7,7 +7,7 @@
 //! - [`publisher`]: spool → broker, reconnect with backoff, heartbeats.
 //! - [`services`]: the honeypot listeners (SSH via russh, Telnet, HTTP, HTTPS, FTP, Redis,
 //!   MySQL, VNC, RDP, SMB2 with NTLM capture, MSSQL LOGIN7, S7, Modbus, SIP,
-//!   Elasticsearch, catch-all TCP).
+//!   Elasticsearch, catch-all TCP and UDP).
 //! - [`forward`]: tail Suricata/Snort/Cowrie/p0f/Dionaea logs into the spool.
 //! - [`privdrop`]: bind first, then setgid/setuid.
 //!
@@ -49,6 +49,10 @@ pub struct Shared {
     pub rejected: AtomicU64,
     /// Events lost because the spool could not be written.
     pub spool_errors: AtomicU64,
+    /// UDP datagrams received (catch-all).
+    pub udp_datagrams: AtomicU64,
+    /// UDP datagrams dropped because the flow table was full.
+    pub udp_dropped: AtomicU64,
 }
 
 impl Shared {
@@ -63,6 +67,8 @@ impl Shared {
             total: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             spool_errors: AtomicU64::new(0),
+            udp_datagrams: AtomicU64::new(0),
+            udp_dropped: AtomicU64::new(0),
         }
     }
 

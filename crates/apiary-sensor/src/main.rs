@@ -89,6 +89,7 @@ fn chown_tree(dir: &Path, user: &str) -> anyhow::Result<()> {
 async fn run(c: Config) -> anyhow::Result<()> {
     // 1. Bind every port while we may still be root.
     let mut bound = Vec::new();
+    let mut udp_sockets = Vec::new();
     for s in c.services.iter().filter(|s| s.enabled) {
         let shell = s.shell_policy()?.map(Arc::new);
         let opts = Arc::new(
@@ -103,6 +104,12 @@ async fn run(c: Config) -> anyhow::Result<()> {
         }
         for p in ports {
             let addr = std::net::SocketAddr::new(c.sensor.bind, p);
+            if s.kind == Kind::Udp {
+                let sock = bind_udp(addr).with_context(|| format!("binding udp on {addr}"))?;
+                tracing::info!(service = "udp", %addr, "listening");
+                udp_sockets.push((sock, p));
+                continue;
+            }
             let listener =
                 listen(addr).with_context(|| format!("binding {} on {addr}", s.kind.name()))?;
             tracing::info!(service = s.kind.name(), %addr, "listening");
@@ -152,13 +159,32 @@ async fn run(c: Config) -> anyhow::Result<()> {
         sem: Arc::new(Semaphore::new(c.sensor.max_connections)),
         ssh,
     };
-    let service_list: Vec<serde_json::Value> = bound
+    let mut service_list: Vec<serde_json::Value> = bound
         .iter()
         .map(|(b, p)| serde_json::json!({"name": b.kind.name(), "port": p}))
         .collect();
+    service_list.extend(
+        udp_sockets
+            .iter()
+            .map(|(_, p)| serde_json::json!({"name": "udp", "port": p, "transport": "udp"})),
+    );
     let mut tasks = Vec::new();
     for (b, _) in bound {
         tasks.push(tokio::spawn(services::serve(b, ctx.clone())));
+    }
+    if !udp_sockets.is_empty() {
+        let mut socks = Vec::new();
+        for (s, _) in udp_sockets {
+            socks.push(tokio::net::UdpSocket::from_std(s)?);
+        }
+        tasks.extend(services::udp::spawn(
+            socks,
+            shared.clone(),
+            services::udp::UdpConfig {
+                window: Duration::from_millis(c.sensor.udp_window_ms),
+                max_flows: c.sensor.udp_max_flows,
+            },
+        ));
     }
     // 4. Forwarders.
     let stop_fwd = Arc::new(AtomicBool::new(false));
@@ -210,6 +236,10 @@ async fn run(c: Config) -> anyhow::Result<()> {
                     "total": shared.total.load(Ordering::Relaxed),
                     "rejected": shared.rejected.load(Ordering::Relaxed),
                 },
+                "udp": {
+                    "datagrams": shared.udp_datagrams.load(Ordering::Relaxed),
+                    "dropped": shared.udp_dropped.load(Ordering::Relaxed),
+                },
                 "spool": spool,
                 "forwarders": fwd_stats.lock().map(|s| s.clone()).unwrap_or_default(),
             })
@@ -260,4 +290,11 @@ fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
+}
+
+/// A UDP socket for the catch-all (non-blocking, ready for tokio).
+fn bind_udp(addr: std::net::SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let s = std::net::UdpSocket::bind(addr)?;
+    s.set_nonblocking(true)?;
+    Ok(s)
 }

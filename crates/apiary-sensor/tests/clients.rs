@@ -1,5 +1,5 @@
 //! Protocol services against real third-party clients: Samba's `smbclient` and Python
-//! `impacket` (SMB2 + NTLM), `python-tds` (MSSQL LOGIN7), curl (HTTPS). Each test prints `SKIP: ...`
+//! `impacket` (SMB2 + NTLM), `python-tds` (MSSQL LOGIN7), curl (HTTPS), nmap (UDP). Each test prints `SKIP: ...`
 //! and passes when its client is not installed here; `.ci/run` installs them all.
 
 use std::path::{Path, PathBuf};
@@ -283,4 +283,88 @@ async fn curl_over_https_records_sni_alpn_and_request() {
         e["payload_hex"].as_str().unwrap().starts_with("474554"),
         "{e}"
     );
+}
+
+async fn start_udp(s: &Arc<Shared>) -> u16 {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let port = sock.local_addr().unwrap().port();
+    services::udp::spawn(
+        vec![tokio::net::UdpSocket::from_std(sock).unwrap()],
+        s.clone(),
+        services::udp::UdpConfig {
+            window: Duration::from_millis(300),
+            max_flows: 64,
+        },
+    );
+    port
+}
+
+/// The UDP catch-all: a socket sending three datagrams makes one flow event (count,
+/// bytes, first payload); an nmap UDP scan of the port is recorded; nothing is answered.
+#[tokio::test]
+async fn udp_flows_from_a_socket_and_an_nmap_scan() {
+    let d = tempfile::tempdir().unwrap();
+    let s = shared(d.path());
+    let port = start_udp(&s).await;
+    let c = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for m in [&b"OPTIONS sip:"[..], b"100@x", b" SIP/2.0"] {
+        c.send_to(m, ("127.0.0.1", port)).await.unwrap();
+    }
+    let mut buf = [0u8; 64];
+    let answered = tokio::time::timeout(Duration::from_millis(400), c.recv_from(&mut buf)).await;
+    assert!(answered.is_err(), "the catch-all never answers");
+    let ev = wait_events(&s, 1).await;
+    let e = &ev[0];
+    assert_eq!(
+        (e["service"].as_str(), e["transport"].as_str()),
+        (Some("udp"), Some("udp")),
+        "{e}"
+    );
+    assert_eq!(e["src_port"], c.local_addr().unwrap().port(), "{e}");
+    assert_eq!(e["dst_port"], port, "{e}");
+    assert_eq!(e["extra"]["udp_datagrams"], 3, "{e}");
+    assert_eq!(e["bytes_in"], 25, "{e}");
+    assert_eq!(
+        e["payload_hex"],
+        hex_of(b"OPTIONS sip:100@x SIP/2.0"),
+        "{e}"
+    );
+    assert_eq!(
+        s.udp_datagrams.load(std::sync::atomic::Ordering::Relaxed),
+        3
+    );
+
+    // nmap's UDP scan needs raw sockets (root).
+    if !have("nmap", "--version") {
+        return;
+    }
+    if !nix_is_root() {
+        eprintln!("SKIP: nmap -sU needs root");
+        return;
+    }
+    let out = tokio::process::Command::new("nmap")
+        .args(["-sU", "-Pn", "-n", "-p", &port.to_string(), "127.0.0.1"])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains(&format!("{port}/udp")), "{text}");
+    let ev = wait_events(&s, 2).await;
+    let scan: Vec<_> = ev[1..].iter().filter(|e| e["dst_port"] == port).collect();
+    assert!(!scan.is_empty(), "{ev:?}");
+    assert_eq!(scan[0]["src_ip"], "127.0.0.1");
+    assert_eq!(scan[0]["transport"], "udp");
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn nix_is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
 }

@@ -9,6 +9,7 @@ pub mod shell;
 pub mod smb;
 pub mod ssh;
 pub mod tls;
+pub mod udp;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;

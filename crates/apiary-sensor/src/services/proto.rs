@@ -52,7 +52,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         Kind::S7 => first_packet(c, cap, parse_s7).await,
         Kind::Modbus => modbus(c, cap).await,
         Kind::Sip => sip(c, cap).await,
-        Kind::Tcp | Kind::Ssh => {
+        Kind::Tcp | Kind::Ssh | Kind::Udp => {
             if let Some(b) = banner {
                 c.send(b.as_bytes()).await?;
             }
