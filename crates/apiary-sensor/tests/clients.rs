@@ -286,7 +286,11 @@ async fn curl_over_https_records_sni_alpn_and_request() {
 }
 
 async fn start_udp(s: &Arc<Shared>) -> u16 {
-    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    start_udp_on(s, "127.0.0.1:0").await
+}
+
+async fn start_udp_on(s: &Arc<Shared>, bind: &str) -> u16 {
+    let sock = std::net::UdpSocket::bind(bind).unwrap();
     sock.set_nonblocking(true).unwrap();
     let port = sock.local_addr().unwrap().port();
     services::udp::spawn(
@@ -367,4 +371,31 @@ fn nix_is_root() -> bool {
         .output()
         .map(|o| o.stdout.starts_with(b"0\n"))
         .unwrap_or(false)
+}
+
+/// Bound to a wildcard address (the sensor default), the event names the address the
+/// datagram was sent to (IP_PKTINFO / IPV6_PKTINFO), not 0.0.0.0 or ::.
+#[tokio::test]
+async fn udp_on_a_wildcard_address_records_the_real_destination() {
+    let d = tempfile::tempdir().unwrap();
+    let s = shared(d.path());
+    let v4 = start_udp_on(&s, "0.0.0.0:0").await;
+    let c = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    c.send_to(b"\x17\x00\x03\x2a", ("127.0.0.1", v4))
+        .await
+        .unwrap();
+    let ev = wait_events(&s, 1).await;
+    assert_eq!(ev[0]["dst_ip"], "127.0.0.1", "{}", ev[0]);
+    assert_eq!(ev[0]["dst_port"], v4);
+    assert_eq!(ev[0]["payload_hex"], "1700032a");
+    if std::net::UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("SKIP: no IPv6 loopback here");
+        return;
+    }
+    let v6 = start_udp_on(&s, "[::]:0").await;
+    let c6 = tokio::net::UdpSocket::bind("[::1]:0").await.unwrap();
+    c6.send_to(b"x", ("::1", v6)).await.unwrap();
+    let ev = wait_events(&s, 2).await;
+    assert_eq!(ev[1]["dst_ip"], "::1", "{}", ev[1]);
+    assert_eq!(ev[1]["src_ip"], "::1", "{}", ev[1]);
 }

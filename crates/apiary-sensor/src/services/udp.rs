@@ -10,7 +10,8 @@
 //! therefore bounded too: at most `max_flows` per window.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -186,9 +187,16 @@ pub fn spawn(sockets: Vec<UdpSocket>, shared: Arc<Shared>, cfg: UdpConfig) -> Ve
                     return;
                 }
             };
+            // Bound to a wildcard address: the datagram's own destination (IP_PKTINFO).
+            let pktinfo = local.ip().is_unspecified() && enable_pktinfo(&sock);
             let mut buf = vec![0u8; 65_536];
             loop {
-                let (n, peer) = match sock.recv_from(&mut buf).await {
+                let got = if pktinfo {
+                    recv_pktinfo(&sock, &mut buf).await
+                } else {
+                    sock.recv_from(&mut buf).await.map(|(n, p)| (n, p, None))
+                };
+                let (n, peer, dst) = match got {
                     Ok(x) => x,
                     Err(e) => {
                         // ICMP errors surface here on some systems; keep serving.
@@ -201,7 +209,15 @@ pub fn spawn(sockets: Vec<UdpSocket>, shared: Arc<Shared>, cfg: UdpConfig) -> Ve
                 let data = buf.get(..n).unwrap_or_default();
                 let ok = table
                     .lock()
-                    .map(|mut t| t.datagram(peer, local, data, Instant::now(), cfg.max_flows))
+                    .map(|mut t| {
+                        t.datagram(
+                            peer,
+                            dst_addr(local, dst),
+                            data,
+                            Instant::now(),
+                            cfg.max_flows,
+                        )
+                    })
                     .unwrap_or(false);
                 if !ok {
                     shared.udp_dropped.fetch_add(1, Ordering::Relaxed);
@@ -222,6 +238,80 @@ pub fn spawn(sockets: Vec<UdpSocket>, shared: Arc<Shared>, cfg: UdpConfig) -> Ve
         }
     }));
     tasks
+}
+
+/// The sensor address a datagram reached: its PKTINFO destination (IPv4-mapped
+/// addresses unmapped) on the socket's port, else the socket's address.
+fn dst_addr(local: SocketAddr, dst: Option<IpAddr>) -> SocketAddr {
+    match dst {
+        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), local.port()),
+            None => SocketAddr::new(v6.into(), local.port()),
+        },
+        Some(ip) => SocketAddr::new(ip, local.port()),
+        None => local,
+    }
+}
+
+/// Asks the kernel for each datagram's destination address; `false` when it cannot.
+fn enable_pktinfo(sock: &UdpSocket) -> bool {
+    use nix::sys::socket::{setsockopt, sockopt};
+    match sock.local_addr() {
+        Ok(SocketAddr::V4(_)) => setsockopt(sock, sockopt::Ipv4PacketInfo, &true).is_ok(),
+        Ok(SocketAddr::V6(_)) => setsockopt(sock, sockopt::Ipv6RecvPacketInfo, &true).is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// `recv_from` plus the destination address from the IP(V6)_PKTINFO control message.
+async fn recv_pktinfo(
+    sock: &UdpSocket,
+    buf: &mut [u8],
+) -> io::Result<(usize, SocketAddr, Option<IpAddr>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
+    use std::os::fd::AsRawFd;
+    loop {
+        sock.readable().await?;
+        let r = sock.try_io(tokio::io::Interest::READABLE, || {
+            let mut iov = [std::io::IoSliceMut::new(&mut *buf)];
+            let mut space = nix::cmsg_space!(nix::libc::in6_pktinfo);
+            let msg = recvmsg::<SockaddrStorage>(
+                sock.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::empty(),
+            )
+            .map_err(io::Error::from)?;
+            let mut dst = None;
+            for c in msg.cmsgs().map_err(io::Error::from)? {
+                match c {
+                    ControlMessageOwned::Ipv4PacketInfo(i) => {
+                        dst = Some(IpAddr::from(Ipv4Addr::from(u32::from_be(
+                            i.ipi_addr.s_addr,
+                        ))));
+                    }
+                    ControlMessageOwned::Ipv6PacketInfo(i) => {
+                        dst = Some(IpAddr::from(Ipv6Addr::from(i.ipi6_addr.s6_addr)));
+                    }
+                    _ => {}
+                }
+            }
+            let peer = msg.address.as_ref().and_then(|a| {
+                a.as_sockaddr_in()
+                    .map(|s| SocketAddr::from(SocketAddrV4::from(*s)))
+                    .or_else(|| {
+                        a.as_sockaddr_in6()
+                            .map(|s| SocketAddr::from(SocketAddrV6::from(*s)))
+                    })
+            });
+            let peer = peer.ok_or_else(|| io::Error::other("datagram without a source"))?;
+            Ok((msg.bytes, peer, dst))
+        });
+        match r {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            r => return r,
+        }
+    }
 }
 
 #[cfg(test)]
