@@ -112,7 +112,10 @@ fn catch_all_records_the_port_the_attacker_chose() {
         .unwrap();
     let full = lab.api(&key, &format!("/api/session/{}/", s4444["id"]));
     assert_eq!(full["destination_ip"], sen.as_str(), "{full}");
-    assert_eq!(full["details"]["extra"]["sensor_extra"]["redirected"], true, "{full}");
+    assert_eq!(
+        full["details"]["extra"]["sensor_extra"]["redirected"], true,
+        "{full}"
+    );
     let text = full.to_string();
     assert!(text.contains("474554202f626f74"), "payload kept: {text}");
 
