@@ -32,7 +32,8 @@
 //!     `smb_dialect` (chosen, e.g. `"0x0302"`), and from the NTLMSSP AUTHENTICATE:
 //!     `ntlm_user`, `ntlm_domain`, `ntlm_workstation`, `ntlm_hash` (hashcat format:
 //!     NetNTLMv2 `user::DOMAIN:challenge:ntproofstr:blob`, mode 5600, or NetNTLMv1
-//!     `user::DOMAIN:lm:nt:challenge`, mode 5500; hex; at most `MEDIUM` characters),
+//!     `user::DOMAIN:lm:nt:challenge`, mode 5500; only when it fits in `MEDIUM`
+//!     characters, else `ntlm_hash_too_long` with the NT response length),
 //!     `ntlm_anonymous` (an anonymous login). The credential is `DOMAIN\user` (or `user`)
 //!     with an empty password.
 //!   - `mssql`: `tds_type` (first packet type), `mssql_client_version` and

@@ -50,6 +50,11 @@ fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::CheckConfig { config } => {
             let c = Config::load(&config)?;
+            // Reads HTTPS certificate/key files too, so a bad pair fails here, not at start.
+            for s in c.services.iter().filter(|s| s.enabled) {
+                s.opts()
+                    .with_context(|| format!("service {}", s.kind.name()))?;
+            }
             println!(
                 "ok: {} service(s), {} forwarder(s), broker {}:{}",
                 c.services.iter().filter(|s| s.enabled).count(),

@@ -16,7 +16,7 @@
 
 use std::io;
 
-use apiary_model::bounded::{bounded, MEDIUM};
+use apiary_model::bounded::MEDIUM;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -462,9 +462,16 @@ impl Session {
         cap.extra_str("ntlm_user", &a.user);
         cap.extra_str("ntlm_domain", &a.domain);
         cap.extra_str("ntlm_workstation", &a.workstation);
-        if let Some(h) = a.hashcat(&self.challenge) {
-            cap.extra
-                .insert("ntlm_hash".into(), Value::String(bounded(&h, MEDIUM)));
+        match a.hashcat(&self.challenge) {
+            // A cut hash cannot be cracked: kept whole or not at all.
+            Some(h) if h.len() <= MEDIUM => {
+                cap.extra.insert("ntlm_hash".into(), Value::String(h));
+            }
+            Some(_) => {
+                cap.extra
+                    .insert("ntlm_hash_too_long".into(), Value::from(a.nt.len()));
+            }
+            None => {}
         }
     }
 }
@@ -697,6 +704,14 @@ mod tests {
                 "07".repeat(8)
             )
         );
+        // An NT response too long for a whole hash line: no hash, its length instead.
+        let mut cap = Capture::default();
+        let huge = ntlm_authenticate("carol", "D", "", &[0; 24], &[3; 1500]);
+        Session::new(Names::default())
+            .step(&setup_req(3, 5, &huge), &mut cap)
+            .unwrap();
+        assert!(!cap.extra.contains_key("ntlm_hash"));
+        assert_eq!(cap.extra["ntlm_hash_too_long"], 1500);
         // Anonymous: no credential, no hash.
         let mut cap = Capture::default();
         let anon = ntlm_authenticate("", "", "", &[0], &[]);
