@@ -47,7 +47,7 @@
 //!     count TLS bytes.
 //!   - `udp` (catch-all, `transport` `udp`): one event per flow (source address and
 //!     port, destination port), reported a window after its first datagram with `closed`
-//!     `timeout`; `udp_datagrams` (count); `bytes_in` sums the payloads; `payload_hex`
+//!     `timeout` (`shutdown` when the sensor stops first); `udp_datagrams` (count); `bytes_in` sums the payloads; `payload_hex`
 //!     holds the first bytes; `protocol` is the usual one of the port (`dns`, `ntp`,
 //!     `snmp`, `sip`, `ssdp`, ... else `udp`). Datagrams of new flows beyond
 //!     `udp_max_flows` are dropped and counted in the heartbeat's `udp.dropped`.

@@ -177,12 +177,13 @@ async fn run(c: Config) -> anyhow::Result<()> {
     for (b, _) in bound {
         tasks.push(tokio::spawn(services::serve(b, ctx.clone())));
     }
+    let mut udp = None;
     if !udp_sockets.is_empty() {
         let mut socks = Vec::new();
         for (s, _) in udp_sockets {
             socks.push(tokio::net::UdpSocket::from_std(s)?);
         }
-        tasks.extend(services::udp::spawn(
+        udp = Some(services::udp::spawn(
             socks,
             shared.clone(),
             services::udp::UdpConfig {
@@ -264,6 +265,9 @@ async fn run(c: Config) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     for t in &tasks {
         t.abort();
+    }
+    if let Some(u) = udp {
+        u.shutdown();
     }
     stop_fwd.store(true, Ordering::Relaxed);
     if let Some(t) = fwd_thread {

@@ -290,18 +290,49 @@ async fn start_udp(s: &Arc<Shared>) -> u16 {
 }
 
 async fn start_udp_on(s: &Arc<Shared>, bind: &str) -> u16 {
+    start_udp_window(s, bind, Duration::from_millis(300))
+        .await
+        .0
+}
+
+async fn start_udp_window(
+    s: &Arc<Shared>,
+    bind: &str,
+    window: Duration,
+) -> (u16, services::udp::Udp) {
     let sock = std::net::UdpSocket::bind(bind).unwrap();
     sock.set_nonblocking(true).unwrap();
     let port = sock.local_addr().unwrap().port();
-    services::udp::spawn(
+    let udp = services::udp::spawn(
         vec![tokio::net::UdpSocket::from_std(sock).unwrap()],
         s.clone(),
         services::udp::UdpConfig {
-            window: Duration::from_millis(300),
+            window,
             max_flows: 64,
         },
     );
-    port
+    (port, udp)
+}
+
+/// Flows still open when the sensor stops are reported with `closed` = `shutdown`.
+#[tokio::test]
+async fn udp_shutdown_reports_open_flows() {
+    let d = tempfile::tempdir().unwrap();
+    let s = shared(d.path());
+    let (port, udp) = start_udp_window(&s, "127.0.0.1:0", Duration::from_secs(600)).await;
+    let c = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    c.send_to(b"ping", ("127.0.0.1", port)).await.unwrap();
+    for _ in 0..100 {
+        if s.udp_datagrams.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(events(&s).is_empty(), "the window is long");
+    udp.shutdown();
+    let ev = wait_events(&s, 1).await;
+    assert_eq!(ev[0]["closed"], "shutdown", "{}", ev[0]);
+    assert_eq!(ev[0]["payload_hex"], "70696e67");
 }
 
 /// The UDP catch-all: a socket sending three datagrams makes one flow event (count,

@@ -135,8 +135,8 @@ pub fn protocol(port: u16) -> &'static str {
     }
 }
 
-/// The event of a finished flow.
-pub fn flow_event(f: &Flow, id: String) -> Event {
+/// The event of a finished flow (`closed`: `timeout` at the window's end, `shutdown`).
+pub fn flow_event(f: &Flow, id: String, closed: &'static str) -> Event {
     let mut cap = Capture::default();
     cap.payload(&f.head);
     cap.extra
@@ -156,14 +156,14 @@ pub fn flow_event(f: &Flow, id: String) -> Event {
         bytes_in: f.bytes,
         bytes_out: 0,
         duration_ms: f.last.duration_since(f.first).as_millis() as u64,
-        closed: "timeout",
+        closed,
         capture: cap,
     }
 }
 
-fn emit(shared: &Shared, flows: Vec<Flow>) {
+fn emit(shared: &Shared, flows: Vec<Flow>, closed: &'static str) {
     for f in flows {
-        match serde_json::to_string(&flow_event(&f, shared.next_id())) {
+        match serde_json::to_string(&flow_event(&f, shared.next_id(), closed)) {
             Ok(s) => {
                 let _ = shared.emit(EVENTS_CHANNEL, &s, None);
             }
@@ -172,9 +172,31 @@ fn emit(shared: &Shared, flows: Vec<Flow>) {
     }
 }
 
+/// The running catch-all.
+pub struct Udp {
+    tasks: Vec<JoinHandle<()>>,
+    table: Arc<Mutex<Table>>,
+    shared: Arc<Shared>,
+}
+
+impl Udp {
+    /// Stops receiving and reports the open flows (`closed` = `shutdown`).
+    pub fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let open = self
+            .table
+            .lock()
+            .map(|mut t| t.expired(None, Duration::ZERO))
+            .unwrap_or_default();
+        emit(&self.shared, open, "shutdown");
+    }
+}
+
 /// Starts one receive task per socket and the task that reports finished flows. The
 /// sockets are bound by the caller (before the privilege drop).
-pub fn spawn(sockets: Vec<UdpSocket>, shared: Arc<Shared>, cfg: UdpConfig) -> Vec<JoinHandle<()>> {
+pub fn spawn(sockets: Vec<UdpSocket>, shared: Arc<Shared>, cfg: UdpConfig) -> Udp {
     let table = Arc::new(Mutex::new(Table::default()));
     let mut tasks = Vec::new();
     for sock in sockets {
@@ -226,6 +248,8 @@ pub fn spawn(sockets: Vec<UdpSocket>, shared: Arc<Shared>, cfg: UdpConfig) -> Ve
         }));
     }
     let tick = (cfg.window / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
+    let handle_table = table.clone();
+    let handle_shared = shared.clone();
     tasks.push(tokio::spawn(async move {
         let mut iv = tokio::time::interval(tick);
         loop {
@@ -234,10 +258,14 @@ pub fn spawn(sockets: Vec<UdpSocket>, shared: Arc<Shared>, cfg: UdpConfig) -> Ve
                 .lock()
                 .map(|mut t| t.expired(Some(Instant::now()), cfg.window))
                 .unwrap_or_default();
-            emit(&shared, done);
+            emit(&shared, done, "timeout");
         }
     }));
-    tasks
+    Udp {
+        tasks,
+        table: handle_table,
+        shared: handle_shared,
+    }
 }
 
 /// The sensor address a datagram reached: its PKTINFO destination (IPv4-mapped
@@ -351,14 +379,17 @@ mod tests {
         let sip = &done[1];
         assert_eq!((sip.datagrams, sip.bytes), (2, 13));
         assert_eq!(sip.head, b"OPTIONS sip:x");
-        let e = flow_event(sip, "b-1".into());
+        let e = flow_event(sip, "b-1".into(), "timeout");
         assert_eq!((e.transport, e.protocol.as_str()), ("udp", "sip"));
         assert_eq!(e.duration_ms, 100);
         assert_eq!(
             e.capture.payload_hex.as_deref(),
             Some(hex::encode("OPTIONS sip:x").as_str())
         );
-        assert_eq!(flow_event(&done[0], "b-2".into()).protocol, "snmp");
+        assert_eq!(
+            flow_event(&done[0], "b-2".into(), "timeout").protocol,
+            "snmp"
+        );
     }
 
     #[test]
