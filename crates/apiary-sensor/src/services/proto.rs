@@ -1090,6 +1090,18 @@ mod tests {
                     .collect(),
             ),
             (Kind::Tcp, vec![0; 200_000]),
+            // SMB: a NetBIOS length just under the cap, then endless bytes.
+            (
+                Kind::Smb,
+                [&[0u8, 0, 0xff, 0xff][..], &[0x41; 200_000]].concat(),
+            ),
+            // SMB: endless NetBIOS keepalives.
+            (Kind::Smb, [0x85u8, 0, 0, 0].repeat(50_000)),
+            // MSSQL: a LOGIN7 split into endless non-final packets.
+            (
+                Kind::Mssql,
+                [0x10u8, 0, 0, 12, 0, 0, 1, 0, 1, 2, 3, 4].repeat(20_000),
+            ),
             (
                 Kind::Modbus,
                 [0u8, 1, 0, 0, 0, 6, 1, 3, 0, 0, 0, 1].repeat(20_000),
