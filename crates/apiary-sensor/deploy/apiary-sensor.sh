@@ -117,6 +117,27 @@ port = 6379
 [[service]]
 kind = "mysql"
 port = 3306
+
+# More services, off until uncommented (each port must be free on this host):
+# [[service]]
+# kind = "https"          # self-signed certificate for tls_cn, or tls_cert/tls_key files
+# port = 443
+# [[service]]
+# kind = "smb"            # NTLM user, domain, workstation and NetNTLM hash
+# port = 445
+# [[service]]
+# kind = "mssql"          # LOGIN7 user and password
+# port = 1433
+# [[service]]
+# kind = "rdp"
+# port = 3389
+# [[service]]
+# kind = "vnc"
+# port = 5900
+# [[service]]
+# kind = "udp"            # records datagrams, never answers
+# ports = [53, 123, 161, 1900, 5060]
+# Fake shell: add `fake_shell = true` (and `accept = ["root:*"]`) to the ssh or telnet block.
 SVC
 fi
 {
