@@ -6,8 +6,6 @@
 //!   up to `batch_size` messages, waiting at most `batch_delay` for a batch to fill.
 //! - The sink commits one batch per transaction; the channel between the stages holds
 //!   [`STAGED_BATCHES`] batches so normalizing batch N+1 overlaps committing batch N.
-//!   When the store is the bottleneck and batches are waiting, the sink commits all those
-//!   waiting in one transaction (see [`coalesce`]).
 //!
 //! Loss window on a crash or `kill -9`: messages already read from publishers' sockets
 //! but not yet committed — at most the broker→pipeline queue (`queue`) plus
@@ -21,7 +19,7 @@ use apiary_broker::Published;
 use apiary_geo::GeoDb;
 use apiary_model::event::is_internal;
 use apiary_model::{bounded, Normalized, RawEvent};
-use apiary_store::{BatchResult, IngestItem, Store};
+use apiary_store::{IngestItem, Store};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{error, warn};
@@ -54,7 +52,7 @@ pub struct IngestMetrics {
     pub normalize_errors: AtomicU64,
     /// Messages on channels without a normalizer (raw kept).
     pub unknown_channel: AtomicU64,
-    /// Transactions committed (one takes several batches when they were waiting).
+    /// Batches committed.
     pub batches: AtomicU64,
     /// Batches that failed to commit (retried).
     pub commit_failures: AtomicU64,
@@ -282,8 +280,7 @@ async fn sink_stage(
     metrics: Arc<IngestMetrics>,
     mut live: Option<LivePublisher>,
 ) {
-    while let Some(first) = rx.recv().await {
-        let (mut batch, parts) = coalesce(first, &mut rx);
+    while let Some(mut batch) = rx.recv().await {
         let n = batch.len() as u64;
         let (mut sessions, mut side) = (0u64, 0u64);
         for item in &batch {
@@ -318,85 +315,15 @@ async fn sink_stage(
             .commit_us
             .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
         record_heartbeats(&batch, &*store).await;
-        // Only committed sessions go live: they have ids and survive a crash. One publish
-        // per normalized batch, as without coalescing: the live buffers hold one batch.
+        // Only committed sessions go live: they have ids and survive a crash.
         if let Some(live) = &mut live {
-            let mut start = 0;
-            for (items, result) in split_result(&batch, &committed, &parts) {
-                live.publish(&batch[start..start + items], &result, &*store)
-                    .await;
-                start += items;
-            }
+            live.publish(&batch, &committed, &*store).await;
         }
         metrics.raw_committed.fetch_add(n, Relaxed);
         metrics.sessions.fetch_add(sessions, Relaxed);
         metrics.side_records.fetch_add(side, Relaxed);
         metrics.batches.fetch_add(1, Relaxed);
     }
-}
-
-/// `first` plus the batches already waiting behind it (at most [`STAGED_BATCHES`]), to be
-/// committed in one transaction, and the length of each part. Batches only wait when the
-/// store is the bottleneck, and then fewer, larger transactions cost less per message:
-/// the roll-up rows and the day-led index pages a transaction rewrites (and writes whole
-/// to the WAL) grow much more slowly than its message count. At low rates nothing waits,
-/// so commits stay as small and as prompt as the batches.
-fn coalesce(
-    first: Vec<IngestItem>,
-    rx: &mut mpsc::Receiver<Vec<IngestItem>>,
-) -> (Vec<IngestItem>, Vec<usize>) {
-    let mut parts = vec![first.len()];
-    let mut batch = first;
-    while parts.len() <= STAGED_BATCHES {
-        let Ok(more) = rx.try_recv() else { break };
-        parts.push(more.len());
-        batch.extend(more);
-    }
-    (batch, parts)
-}
-
-/// The result of a coalesced commit cut back into one result per part (message count,
-/// result): raw ids by position; session ids by each part's session count, or none when
-/// the store did not return one per session.
-fn split_result(
-    batch: &[IngestItem],
-    result: &BatchResult,
-    parts: &[usize],
-) -> Vec<(usize, BatchResult)> {
-    let sessions = |items: &[IngestItem]| {
-        items
-            .iter()
-            .filter_map(|i| i.outcome.as_ref().ok())
-            .flatten()
-            .filter(|r| matches!(r, Normalized::Session(_)))
-            .count()
-    };
-    let ids_complete = result.session_ids.len() == sessions(batch);
-    let (mut item, mut session) = (0, 0);
-    parts
-        .iter()
-        .map(|&len| {
-            let items = &batch[item..item + len];
-            let k = sessions(items);
-            let part = BatchResult {
-                raw_ids: result
-                    .raw_ids
-                    .get(item..item + len)
-                    .map_or_else(Vec::new, <[i64]>::to_vec),
-                session_ids: if ids_complete {
-                    result.session_ids[session..session + k].to_vec()
-                } else {
-                    Vec::new()
-                },
-                sessions: k as u64,
-                side_records: 0,
-                errors: items.iter().filter(|i| i.outcome.is_err()).count() as u64,
-            };
-            item += len;
-            session += k;
-            (len, part)
-        })
-        .collect()
 }
 
 /// Sensor heartbeats (`apiary.heartbeat`) update the sensor's status; the sensor's hpfeeds
@@ -422,92 +349,5 @@ async fn record_heartbeats(batch: &[IngestItem], store: &dyn Store) {
         {
             warn!(error = %e, "cannot record sensor heartbeat");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::Utc;
-
-    /// A message with `sessions` sessions (an error outcome when `None`).
-    fn item(n: usize, sessions: Option<usize>) -> IngestItem {
-        IngestItem {
-            raw: RawEvent {
-                id: None,
-                channel: "test".into(),
-                ident: format!("m{n}"),
-                received_at: Utc::now(),
-                payload: bytes::Bytes::new(),
-            },
-            outcome: sessions
-                .map(|k| {
-                    (0..k)
-                        .map(|_| Normalized::Session(Box::default()))
-                        .collect::<Vec<_>>()
-                })
-                .ok_or_else(|| "bad".to_owned()),
-        }
-    }
-
-    fn idents(batch: &[IngestItem]) -> Vec<String> {
-        batch.iter().map(|i| i.raw.ident.clone()).collect()
-    }
-
-    #[tokio::test]
-    async fn coalesces_only_what_is_waiting_in_order() {
-        let (tx, mut rx) = mpsc::channel(STAGED_BATCHES);
-        // Nothing waiting: the batch alone.
-        let (batch, parts) = coalesce(vec![item(0, Some(1))], &mut rx);
-        assert_eq!((idents(&batch), parts), (vec!["m0".to_owned()], vec![1]));
-        // Two batches waiting behind the first: one commit of three parts, in order.
-        tx.send(vec![item(1, Some(1)), item(2, None)])
-            .await
-            .unwrap();
-        tx.send(vec![item(3, Some(2))]).await.unwrap();
-        let (batch, parts) = coalesce(vec![item(0, Some(1))], &mut rx);
-        assert_eq!(idents(&batch), ["m0", "m1", "m2", "m3"]);
-        assert_eq!(parts, [1, 2, 1]);
-        // Never more than STAGED_BATCHES behind the first, however many arrive.
-        for i in 0..STAGED_BATCHES {
-            tx.send(vec![item(10 + i, Some(1))]).await.unwrap();
-        }
-        let (_, parts) = coalesce(vec![item(9, Some(1))], &mut rx);
-        assert_eq!(parts.len(), STAGED_BATCHES + 1);
-        drop(tx);
-        assert!(rx.recv().await.is_none());
-    }
-
-    #[test]
-    fn splits_a_coalesced_result_per_part() {
-        let batch = vec![
-            item(0, Some(2)),
-            item(1, None),
-            item(2, Some(0)),
-            item(3, Some(1)),
-        ];
-        let result = BatchResult {
-            raw_ids: vec![10, 11, 12, 13],
-            session_ids: vec![100, 101, 102],
-            sessions: 3,
-            side_records: 0,
-            errors: 1,
-        };
-        let split = split_result(&batch, &result, &[2, 2]);
-        assert_eq!(split.len(), 2);
-        assert_eq!(split[0].0, 2);
-        assert_eq!(split[0].1.raw_ids, [10, 11]);
-        assert_eq!(split[0].1.session_ids, [100, 101]);
-        assert_eq!((split[0].1.sessions, split[0].1.errors), (2, 1));
-        assert_eq!(split[1].1.raw_ids, [12, 13]);
-        assert_eq!(split[1].1.session_ids, [102]);
-        assert_eq!((split[1].1.sessions, split[1].1.errors), (1, 0));
-        // Without one id per session, no part claims any.
-        let partial = BatchResult {
-            session_ids: vec![100],
-            ..result
-        };
-        let split = split_result(&batch, &partial, &[2, 2]);
-        assert!(split.iter().all(|(_, r)| r.session_ids.is_empty()));
     }
 }
