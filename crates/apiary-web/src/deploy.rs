@@ -60,18 +60,23 @@ pub const SENSOR_CHANNELS: &[&str] = &[
     "dionaea.json",
 ];
 
-/// The part the forwarder scripts (Dionaea, Suricata, Snort, p0f) share: helpers,
-/// registration and the apiary-sensor forwarder install. Written once here and put in
-/// place of each script's `# @forwarder-common@` line by [`seed_body`], so every stored
-/// script is whole (served as one file, editable on the Deploy page).
-const FORWARDER_COMMON: &str = include_str!("../deploy/forwarder-common.sh");
+/// What the seeded scripts share, written once and put in place of a marker line by
+/// [`seed_body`], so every stored script is whole (served as one file, editable on the
+/// Deploy page): `# @common@` gets the helpers and registration (every script but the
+/// Apiary sensor's and Cowrie's), `# @forwarder-common@` those plus the apiary-sensor
+/// forwarder install (Dionaea, Suricata, Snort, p0f).
+const COMMON: &str = include_str!("../deploy/common.sh");
+const FORWARDER: &str = include_str!("../deploy/forwarder.sh");
 
-/// A seeded script's body as stored: the shared part expanded.
+/// A seeded script's body as stored: the shared parts expanded.
 pub fn seed_body(body: &str) -> String {
-    let mut out = String::with_capacity(body.len() + FORWARDER_COMMON.len());
+    let mut out = String::with_capacity(body.len() + COMMON.len() + FORWARDER.len());
     for line in body.split_inclusive('\n') {
         if line.starts_with("# @forwarder-common@") {
-            out.push_str(FORWARDER_COMMON);
+            out.push_str(COMMON);
+            out.push_str(FORWARDER);
+        } else if line.starts_with("# @common@") {
+            out.push_str(COMMON);
         } else {
             out.push_str(line);
         }
@@ -578,7 +583,7 @@ mod tests {
         assert_eq!(out, "U=http://s T=tok H=h:7");
         for (_, _, body, _) in SEED {
             let body = seed_body(body);
-            assert!(!body.contains("@forwarder-common@"));
+            assert!(!body.contains("@forwarder-common@") && !body.contains("# @common@"));
             if body.contains("install_sensor_forwarder ") {
                 assert!(body.contains("install_sensor_forwarder() {"), "expanded");
             }
