@@ -3,7 +3,11 @@
 //! ```text
 //! cargo bench -p apiary-store --bench ingest -- [SESSIONS] [BATCH]
 //! APIARY_BENCH_SESSIONS=200000 APIARY_BENCH_BATCH=5000 cargo bench -p apiary-store --bench ingest
+//! APIARY_BENCH_POSTGRES=postgres://postgres@127.0.0.1:5432/test cargo bench -p apiary-store --bench ingest
 //! ```
+//!
+//! With `APIARY_BENCH_POSTGRES` the store measured in 1. and 3. is PostgreSQL, in a fresh
+//! schema (`apiary_bench_<pid>`, dropped afterwards); the reference stays plain SQLite.
 //!
 //! 1. Inserts SESSIONS sessions (default 1,000,000), one raw message each, in batches of
 //!    BATCH (default 5,000) through `Arc<dyn Store>` into a temp-file database with every
@@ -282,6 +286,17 @@ where
     );
 }
 
+/// Runs SQL with the `psql` client (schema set-up only; the store has its own driver).
+fn psql(url: &str, sql: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let out = std::process::Command::new("psql")
+        .args([url, "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()?;
+    if !out.status.success() {
+        return Err(format!("psql: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    Ok(())
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let total = arg(0, "APIARY_BENCH_SESSIONS", 1_000_000);
@@ -294,7 +309,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 1. Through the trait, everything on.
     let db = dir.path().join("apiary.db");
-    let store: Arc<dyn Store> = apiary_store::open(&format!("sqlite://{}", db.display())).await?;
+    let pg = std::env::var("APIARY_BENCH_POSTGRES").ok();
+    let schema = format!("apiary_bench_{}", std::process::id());
+    let url = match &pg {
+        Some(base) => {
+            psql(
+                base,
+                &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"),
+            )?;
+            let sep = if base.contains('?') { '&' } else { '?' };
+            println!("store under test: PostgreSQL, schema {schema}");
+            format!("{base}{sep}options=-c%20search_path%3D{schema}")
+        }
+        None => format!("sqlite://{}", db.display()),
+    };
+    let store: Arc<dyn Store> = apiary_store::open(&url).await?;
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     let mut spent = StdDuration::ZERO;
     let mut cpu = 0.0;
@@ -487,5 +516,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .await;
     time_query("table_counts", 3, || store.table_counts()).await;
     store.close().await;
+    if let Some(base) = &pg {
+        drop(store);
+        psql(base, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))?;
+    }
     Ok(())
 }
