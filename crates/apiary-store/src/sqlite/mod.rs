@@ -81,7 +81,7 @@ struct Checkpointer {
 
 impl Checkpointer {
     fn spawn(path: &Path) -> Result<Self> {
-        let conn = Connection::open_with_flags(
+        let mut conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
@@ -91,12 +91,23 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name("apiary-sqlite-checkpoint".into())
             .spawn(move || {
+                let mut ticks = 0u64;
                 while !stopping.load(Ordering::Acquire) {
                     std::thread::park_timeout(CHECKPOINT_EVERY);
                     // PASSIVE never blocks the writer or readers; it copies what it can.
                     let r = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
                     if let Err(e) = r {
                         tracing::warn!(error = %e, "background WAL checkpoint failed");
+                    }
+                    // Once a minute: keep the 24 h window current while nothing arrives.
+                    ticks += 1;
+                    if ticks.is_multiple_of(60) {
+                        let now_hour = conv::hour_of(conv::us(Utc::now()));
+                        match window::catch_up(&mut conn, now_hour) {
+                            Ok(true) => tracing::debug!(now_hour, "idle 24 h window moved on"),
+                            Ok(false) => {}
+                            Err(e) => tracing::warn!(error = %e, "24 h window catch-up failed"),
+                        }
                     }
                 }
             })

@@ -50,6 +50,21 @@ pub(super) fn current_hour(c: &Connection) -> Result<Option<i64>> {
     Ok(w.filter(|&w| w >= 0))
 }
 
+/// Moves a window that fell behind the clock (no ingest for a while) to `now_hour` in its
+/// own write transaction; `true` when it moved. The store runs this every minute, so top-N
+/// over the last day keeps reading the window through quiet hours (a query more than
+/// [`MAX_SKIPPED_HOURS`] after `W` would sum the hourly rows instead).
+pub(super) fn catch_up(c: &mut Connection, now_hour: i64) -> Result<bool> {
+    if current_hour(c)?.is_some_and(|w| w >= now_hour) {
+        return Ok(false);
+    }
+    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let before = current_hour(&tx)?;
+    let w = advance(&tx, now_hour)?;
+    tx.commit()?;
+    Ok(before != Some(w))
+}
+
 /// Moves the window to `now_hour` (never backwards) and returns `W`. Call in the write
 /// transaction before the batch's roll-up increments are written.
 pub(super) fn advance(c: &Connection, now_hour: i64) -> Result<i64> {
@@ -347,6 +362,24 @@ mod tests {
         batch(&c, h0 + 90, &[(pw, h0 + 95, "z", 1)]);
         assert_eq!(current_hour(&c).unwrap(), Some(h0 + 100));
         assert_eq!(actual(&c), expected(&c, h0 + 100));
+    }
+
+    #[test]
+    fn catch_up_moves_an_idle_window_like_a_batch_would() {
+        let mut c = db();
+        let ip = Dimension::SourceIp;
+        let h = 700_000;
+        batch(&c, h, &[(ip, h, "a", 2), (ip, h - 20, "b", 5)]);
+        assert!(!catch_up(&mut c, h).unwrap(), "already current");
+        // Ten quiet hours: "b" (h - 20) leaves the window, "a" stays.
+        assert!(catch_up(&mut c, h + 10).unwrap());
+        assert_eq!(current_hour(&c).unwrap(), Some(h + 10));
+        assert_eq!(actual(&c), expected(&c, h + 10));
+        assert_eq!(
+            top(&c, ip, h + 10 - SPAN, h + 11, 10).unwrap().unwrap(),
+            vec![("a".into(), 2)]
+        );
+        assert!(!catch_up(&mut c, h + 9).unwrap(), "never backwards");
     }
 
     #[test]
