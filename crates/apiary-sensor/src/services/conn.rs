@@ -165,7 +165,27 @@ pub mod parking_head {
     pub struct Head(pub Mutex<Vec<u8>>);
 }
 
+/// Handles on a [`Counted`] stream's meters, kept by the connection task after the stream
+/// itself moved into a protocol library (russh, rustls).
+pub struct Meters {
+    /// Bytes read.
+    pub read: Arc<AtomicU64>,
+    /// Bytes written.
+    pub written: Arc<AtomicU64>,
+    /// The first bytes read.
+    pub head: Arc<parking_head::Head>,
+}
+
 impl<S> Counted<S> {
+    /// Handles on the meters.
+    pub fn meters(&self) -> Meters {
+        Meters {
+            read: self.read.clone(),
+            written: self.written.clone(),
+            head: self.head.clone(),
+        }
+    }
+
     /// Wraps `inner`, failing reads after `max` bytes.
     pub fn new(inner: S, max: u64) -> Self {
         Counted {

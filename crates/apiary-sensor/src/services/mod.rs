@@ -205,11 +205,11 @@ async fn run_ssh(
     limits: Limits,
 ) -> (Capture, u64, u64, &'static str) {
     let counted = Counted::new(stream, limits.max_bytes);
-    let (read, written, head) = (
-        counted.read.clone(),
-        counted.written.clone(),
-        counted.head.clone(),
-    );
+    let conn::Meters {
+        read,
+        written,
+        head,
+    } = counted.meters();
     let cap = Arc::new(Mutex::new(Capture::default()));
     let handler = ssh::Recorder::new(cap.clone(), shell);
     let r = tokio::time::timeout(limits.timeout, async move {

@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::rustls::{self, pki_types::PrivateKeyDer, server::Acceptor};
 use tokio_rustls::LazyConfigAcceptor;
 
-use super::conn::{is_byte_limit, Conn, Counted};
+use super::conn::{is_byte_limit, Conn, Counted, Meters};
 use super::{proto, Limits};
 use crate::event::Capture;
 
@@ -98,11 +98,11 @@ pub async fn run_https(
     limits: Limits,
 ) -> (Capture, u64, u64, &'static str) {
     let counted = Counted::new(stream, limits.max_bytes);
-    let (read, written, head) = (
-        counted.read.clone(),
-        counted.written.clone(),
-        counted.head.clone(),
-    );
+    let Meters {
+        read,
+        written,
+        head,
+    } = counted.meters();
     let mut cap = Capture::default();
     let r = tokio::time::timeout(limits.timeout, async {
         let start = LazyConfigAcceptor::new(Acceptor::default(), counted).await?;
