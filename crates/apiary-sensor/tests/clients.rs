@@ -2,40 +2,17 @@
 //! `impacket` (SMB2 + NTLM), `python-tds` (MSSQL LOGIN7), curl (HTTPS), nmap (UDP). Each test prints `SKIP: ...`
 //! and passes when its client is not installed here; `.ci/run` installs them all.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use apiary_sensor::config::Kind;
 use apiary_sensor::services::{self, proto::Opts, Bound, Ctx, Limits};
-use apiary_sensor::spool::Spool;
 use apiary_sensor::Shared;
+use common::*;
 use tokio::net::TcpListener;
-
-fn shared(dir: &Path) -> Arc<Shared> {
-    Arc::new(Shared::new(Spool::open(dir, 1 << 20, 64 << 20).unwrap()))
-}
-
-fn events(s: &Shared) -> Vec<serde_json::Value> {
-    let sp = s.spool.lock().unwrap();
-    sp.read(sp.acked(), 100_000)
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.channel == "apiary.events")
-        .map(|r| serde_json::from_str(&r.payload).unwrap())
-        .collect()
-}
-
-async fn wait_events(s: &Shared, n: usize) -> Vec<serde_json::Value> {
-    for _ in 0..200 {
-        let e = events(s);
-        if e.len() >= n {
-            return e;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("expected {n} events, have {:?}", events(s));
-}
 
 async fn start(kind: Kind, s: &Arc<Shared>, opts: Opts) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

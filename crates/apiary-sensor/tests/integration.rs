@@ -2,6 +2,8 @@
 //! through a fake hpfeeds broker that goes away and comes back, and log forwarders under
 //! rotation, truncation and restarts.
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
@@ -15,30 +17,10 @@ use apiary_sensor::services::{self, Bound, Ctx, Limits};
 use apiary_sensor::spool::Spool;
 use apiary_sensor::Shared;
 use bytes::Bytes;
+use common::*;
 use hpfeeds::frame::{self, Frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-fn shared(dir: &Path) -> Arc<Shared> {
-    Arc::new(Shared::new(Spool::open(dir, 1 << 20, 64 << 20).unwrap()))
-}
-
-fn all_records(s: &Shared) -> Vec<(String, String)> {
-    let sp = s.spool.lock().unwrap();
-    sp.read(sp.acked(), 100_000)
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.channel, r.payload))
-        .collect()
-}
-
-fn events(s: &Shared) -> Vec<serde_json::Value> {
-    all_records(s)
-        .into_iter()
-        .filter(|(c, _)| c == "apiary.events")
-        .map(|(_, p)| serde_json::from_str(&p).unwrap())
-        .collect()
-}
 
 async fn start(kind: Kind, s: &Arc<Shared>, ssh: bool, dir: &Path) -> u16 {
     start_with(kind, s, ssh, dir, None).await
@@ -78,17 +60,6 @@ async fn start_with(
         ctx,
     ));
     port
-}
-
-async fn wait_events(s: &Shared, n: usize) -> Vec<serde_json::Value> {
-    for _ in 0..200 {
-        let e = events(s);
-        if e.len() >= n {
-            return e;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("expected {n} events, have {:?}", events(s));
 }
 
 #[tokio::test]
