@@ -38,6 +38,7 @@ mod ranking;
 mod search;
 mod sqlite;
 pub mod types;
+mod window;
 
 pub use deploy::{DeployScript, EnrollmentToken, NewEnrollmentToken, ScriptVersion};
 pub use types::{

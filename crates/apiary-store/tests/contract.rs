@@ -2003,3 +2003,98 @@ async fn postgres_survives_reopen_and_concurrent_writers() {
     assert_eq!(counts["raw_messages"], total + 30);
     again.close().await;
 }
+
+/// The sliding 24 h window on PostgreSQL: built on the first batch, kept equal to the
+/// hourly sums by concurrent writers (values with NUL bytes and 1,000-character values
+/// included), and the store's top-N over the last day is what the hours sum to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_window_kept_by_concurrent_writers() {
+    let Some((store, schema)) = postgres().await else {
+        return;
+    };
+    let now = Utc::now();
+    let shift = now - Duration::hours(30) - base();
+    let mut writers = Vec::new();
+    for seed in 0..4u64 {
+        let store = store.clone();
+        writers.push(tokio::spawn(async move {
+            let mut sessions = gen_sessions(70 + seed, 600, 33);
+            for (i, s) in sessions.iter_mut().enumerate() {
+                s.timestamp += shift;
+                if i % 50 == 0 {
+                    s.details.credentials.push(Credential {
+                        username: format!("nul\0{}", i % 3),
+                        password: "p".repeat(1000),
+                    });
+                }
+            }
+            for chunk in sessions.chunks(100) {
+                store.insert_batch(items_for(chunk)).await.unwrap();
+            }
+            sessions
+        }));
+    }
+    let mut all = Vec::new();
+    for w in writers {
+        all.extend(w.await.unwrap());
+    }
+    let url = std::env::var("APIARY_TEST_DATABASE_URL").unwrap();
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("SET search_path TO {}", schema.name()))
+        .await
+        .unwrap();
+    let w: i64 = client
+        .query_one(
+            "SELECT value FROM counters WHERE name = 'rollup_window_hour'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let hour_now = now.timestamp_micros().div_euclid(3_600_000_000);
+    assert!(w >= hour_now && w <= hour_now + 1, "W {w}, now {hour_now}");
+    let mismatches: i64 = client
+        .query_one(
+            "WITH want AS (
+                 SELECT dim, value, SUM(count) AS n FROM rollup_hourly
+                 WHERE dim IN (SELECT DISTINCT dim FROM rollup_window)
+                   AND hour >= $1::bigint - 24 AND hour <= $1::bigint
+                 GROUP BY dim, value HAVING SUM(count) <> 0)
+             SELECT count(*) FROM want FULL JOIN rollup_window r
+                 ON r.dim = want.dim AND r.value = want.value
+             WHERE r.count IS DISTINCT FROM want.n",
+            &[&w],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(mismatches, 0);
+    let windowed: i64 = client
+        .query_one("SELECT count(DISTINCT dim) FROM rollup_window", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(windowed, 3, "source address, username and password");
+    let (since, until) = (now - Duration::hours(24), now);
+    let hour = Duration::hours(1);
+    let (lo, hi) = (
+        since.duration_trunc(hour).unwrap(),
+        until.duration_trunc(hour).unwrap() + hour,
+    );
+    for d in [
+        Dimension::SourceIp,
+        Dimension::Username,
+        Dimension::Password,
+    ] {
+        assert_eq!(
+            store.top(d, since, until, 10).await.unwrap(),
+            brute_top(&all, d, lo, hi),
+            "{d:?}"
+        );
+    }
+    store.close().await;
+}

@@ -48,6 +48,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "sessions_with_urls",
         include_str!("../../migrations/postgres/0008_sessions_with_urls.sql"),
     ),
+    (
+        9,
+        "rollup_window",
+        include_str!("../../migrations/postgres/0009_rollup_window.sql"),
+    ),
 ];
 
 /// Advisory lock class of migrations (the second key is the schema's hash).

@@ -23,6 +23,7 @@ mod admin;
 mod migrate;
 mod read;
 mod text;
+mod window;
 mod write;
 
 use std::net::IpAddr;
@@ -120,6 +121,43 @@ fn scrub(msg: String, url: &str) -> String {
 /// PostgreSQL store.
 pub(crate) struct PgStore {
     pool: Pool,
+    /// Moves the 24 h window on through quiet hours; aborted on close and drop.
+    window_task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.window_task.abort();
+    }
+}
+
+/// How often the window catch-up task looks at the clock.
+const WINDOW_CATCH_UP_EVERY: Duration = Duration::from_secs(60);
+
+/// Once a minute: keep the 24 h window current while nothing arrives, so top-N over the
+/// last day keeps reading it (the writers move it on with every batch otherwise).
+fn spawn_window_catch_up(pool: Pool) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(WINDOW_CATCH_UP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let mut c = match pool.get().await {
+                Ok(c) => c,
+                Err(PoolError::Closed) => return,
+                Err(e) => {
+                    tracing::warn!(error = %pool_err(e), "24 h window catch-up: no connection");
+                    continue;
+                }
+            };
+            let now_hour = write::hour_of(Utc::now());
+            match window::catch_up(&mut c, now_hour).await {
+                Ok(true) => tracing::debug!(now_hour, "idle 24 h window moved on"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "24 h window catch-up failed"),
+            }
+        }
+    })
 }
 
 impl PgStore {
@@ -148,15 +186,16 @@ impl PgStore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Other(format!("cannot build the PostgreSQL pool: {e}")))?;
-        let store = Self { pool };
-        let mut c = store.pool.get().await.map_err(|e| {
+        let mut c = pool.get().await.map_err(|e| {
             StoreError::Other(scrub(
                 format!("cannot connect to PostgreSQL at {shown}: {}", pool_err(e)),
                 url,
             ))
         })?;
         migrate::migrate(&mut c).await?;
-        Ok(store)
+        drop(c);
+        let window_task = spawn_window_catch_up(pool.clone());
+        Ok(Self { pool, window_task })
     }
 
     async fn conn(&self) -> Result<deadpool_postgres::Client> {
@@ -172,6 +211,7 @@ impl Store for PgStore {
     }
 
     async fn close(&self) {
+        self.window_task.abort();
         self.pool.close();
     }
 

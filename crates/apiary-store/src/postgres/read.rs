@@ -438,7 +438,11 @@ pub(super) async fn top(
     limit: usize,
 ) -> Result<Vec<(String, u64)>> {
     let (lo, hi) = hour_range(since, until);
-    let limit = limit.clamp(1, Page::MAX) as i64;
+    let limit = limit.clamp(1, Page::MAX);
+    if let Some(rows) = super::window::top(c, dim, lo, hi, limit).await? {
+        return Ok(rows);
+    }
+    let limit = limit as i64;
     // Ties by value in byte order (COLLATE "C"), like SQLite's BINARY collation.
     let st = c
         .prepare_cached(

@@ -25,7 +25,7 @@ pub(super) fn hour_of(t: DateTime<Utc>) -> i64 {
 const WRITE_LOCK_CLASS: i32 = 0x4150_0002;
 
 /// Queues this transaction behind other writers of the same schema until it ends.
-async fn lock_writers(tx: &Transaction<'_>) -> Result<()> {
+pub(super) async fn lock_writers(tx: &Transaction<'_>) -> Result<()> {
     let st = tx
         .prepare_cached(
             "SELECT pg_advisory_xact_lock($1, hashtext(coalesce(current_schema(), '')))",
@@ -112,13 +112,15 @@ impl Rollups {
         self.add(Dimension::Password, hour, password, delta);
     }
 
-    /// One upsert for every changed (dim, hour, value), in key order.
+    /// One upsert for every changed (dim, hour, value), in key order, and the same
+    /// increments in the sliding window, which first moves to the current hour. Call
+    /// under the writers' lock.
     async fn flush(self, tx: &Transaction<'_>) -> Result<()> {
         let mut rows: Vec<(i16, i64, String, i64)> = Vec::new();
         for ((dim, hour), values) in self.0 {
             for (value, n) in values {
                 if n != 0 {
-                    rows.push((dim, hour, value, n));
+                    rows.push((dim, hour, super::text::enc(&value).into_owned(), n));
                 }
             }
         }
@@ -126,6 +128,8 @@ impl Rollups {
             return Ok(());
         }
         rows.sort_unstable();
+        let w = super::window::advance(tx, hour_of(Utc::now())).await?;
+        super::window::add(tx, w, &rows).await?;
         let mut dims = Vec::with_capacity(rows.len());
         let mut hours = Vec::with_capacity(rows.len());
         let mut values = Vec::with_capacity(rows.len());
@@ -133,7 +137,7 @@ impl Rollups {
         for (d, h, v, n) in rows {
             dims.push(d);
             hours.push(h);
-            values.push(super::text::enc(&v).into_owned());
+            values.push(v);
             counts.push(n);
         }
         let st = tx
@@ -813,6 +817,12 @@ pub(super) async fn prune_rollups(
     t: DateTime<Utc>,
     limit: usize,
 ) -> Result<u64> {
+    let mut before = hour_of(t);
+    if let Some(w) = super::window::current_hour(c).await? {
+        // Hours still in the sliding window are subtracted from it when they leave; they
+        // must be there then.
+        before = before.min(w - crate::window::SPAN);
+    }
     let st = c
         .prepare_cached(
             "DELETE FROM rollup_hourly WHERE ctid = ANY(ARRAY(
@@ -820,7 +830,7 @@ pub(super) async fn prune_rollups(
         )
         .await?;
     let n = c
-        .execute(&st, &[&(dim.code() as i16), &hour_of(t), &(limit as i64)])
+        .execute(&st, &[&(dim.code() as i16), &before, &(limit as i64)])
         .await?;
     Ok(n)
 }

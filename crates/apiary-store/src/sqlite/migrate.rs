@@ -48,6 +48,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "sessions_with_urls",
         include_str!("../../migrations/sqlite/0008_sessions_with_urls.sql"),
     ),
+    (
+        9,
+        "rollup_window_postgres",
+        include_str!("../../migrations/sqlite/0009_rollup_window_postgres.sql"),
+    ),
 ];
 
 /// Applies what is missing and returns the resulting schema version.

@@ -18,23 +18,9 @@ use std::collections::HashMap;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::types::Dimension;
+pub(super) use crate::window::SPAN;
+use crate::window::{answers, covers, Ranker, DIMS, HOUR_COUNTER};
 use crate::Result;
-
-/// Dimensions kept in the window: the ones whose hourly sums are too slow to read.
-pub(super) const DIMS: [Dimension; 3] = [
-    Dimension::SourceIp,
-    Dimension::Username,
-    Dimension::Password,
-];
-
-/// Hours before `W` that are still inside the window.
-pub(super) const SPAN: i64 = 24;
-
-const HOUR_COUNTER: &str = "rollup_window_hour";
-
-pub(super) fn is_windowed(dim: i64) -> bool {
-    DIMS.iter().any(|d| d.code() == dim)
-}
 
 fn dims_sql() -> String {
     let codes: Vec<String> = DIMS.iter().map(|d| d.code().to_string()).collect();
@@ -131,7 +117,7 @@ impl<'c> Adder<'c> {
     }
 
     pub(super) fn add(&mut self, dim: i64, hour: i64, value: &str, delta: i64) -> Result<()> {
-        if delta != 0 && is_windowed(dim) && hour >= self.w - SPAN && hour <= self.w {
+        if delta != 0 && covers(self.w, dim, hour) {
             self.upsert.execute(params![dim, value, delta])?;
         }
         Ok(())
@@ -150,18 +136,8 @@ impl<'c> Adder<'c> {
     }
 }
 
-/// Hours at the old end of the window that a query may leave out: their rows are
-/// subtracted at query time (one hour is what a query ending on an hour boundary skips).
-const MAX_SKIPPED_HOURS: i64 = 6;
-
-/// Most values one read from the window returns (`top_sources` asks for up to its probe
-/// cap in one round).
-const MAX_LIMIT: usize = crate::ranking::MAX_PROBES;
-
-/// Top `limit` values of `dim` over the hour buckets `[lo, hi)`, read from the window when
-/// `lo` is at most [`MAX_SKIPPED_HOURS`] after its start and `hi` is its end or later (an
-/// open-ended query: the rows of hours after the window, future-dated sessions, are added
-/// at query time), and `dim` is kept in it; `None` means: sum the hourly rows instead.
+/// Top `limit` values of `dim` over the hour buckets `[lo, hi)` from the window when
+/// [`answers`] says it can; `None` means: sum the hourly rows instead.
 pub(super) fn top(
     c: &Connection,
     dim: Dimension,
@@ -169,16 +145,12 @@ pub(super) fn top(
     hi: i64,
     limit: usize,
 ) -> Result<Option<Vec<(String, u64)>>> {
-    if !DIMS.contains(&dim) || limit == 0 || limit > MAX_LIMIT {
-        return Ok(None);
-    }
     // One read transaction: W and the rows from the same snapshot.
     let tx = c.unchecked_transaction()?;
     let Some(w) = current_hour(&tx)? else {
         return Ok(None);
     };
-    let start = w - SPAN;
-    if hi < w + 1 || lo < start || lo > start + MAX_SKIPPED_HOURS {
+    if !answers(w, dim, lo, hi, limit) {
         return Ok(None);
     }
     let sums = |from: i64, to: i64| -> Result<HashMap<String, i64>> {
@@ -195,15 +167,7 @@ pub(super) fn top(
         Ok(out)
     };
     // Counts of the hours the query leaves out, and of those after the window.
-    let skipped = sums(start, lo)?;
-    let added = sums(w + 1, hi)?;
-    // Walk the window by count, largest first. A value's count in [lo, hi) is at most its
-    // window count (values with rows after the window are counted apart, below), so once
-    // window counts fall below the limit-th best found, no later value can enter (equal
-    // counts may still win on the value order).
-    let order = |a: &(String, i64), b: &(String, i64)| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0));
-    let mut best: Vec<(String, i64)> = Vec::new();
-    let mut threshold = i64::MIN;
+    let mut ranker = Ranker::new(limit, sums(w - SPAN, lo)?, sums(w + 1, hi)?);
     {
         let mut st = tx.prepare_cached(
             "SELECT value, count FROM rollup_window WHERE dim = ?1 AND count > 0
@@ -211,51 +175,30 @@ pub(super) fn top(
         )?;
         let mut rows = st.query([dim.code()])?;
         while let Some(r) = rows.next()? {
-            let n: i64 = r.get(1)?;
-            if n < threshold {
+            if !ranker.offer(r.get(0)?, r.get(1)?) {
                 break;
-            }
-            let value: String = r.get(0)?;
-            if added.contains_key(&value) {
-                continue;
-            }
-            let n = n - skipped.get(&value).copied().unwrap_or(0);
-            if n <= 0 {
-                continue;
-            }
-            best.push((value, n));
-            // Trim at `limit`, then only every `limit` more rows: sorting on every push
-            // would be quadratic for large limits; a stale threshold only reads more rows.
-            if best.len() >= limit && (threshold == i64::MIN || best.len() >= 2 * limit) {
-                best.sort_unstable_by(order);
-                best.truncate(limit);
-                threshold = best[limit - 1].1;
             }
         }
     }
-    if !added.is_empty() {
+    let mut late = HashMap::new();
+    {
         let mut st =
             tx.prepare_cached("SELECT count FROM rollup_window WHERE dim = ?1 AND value = ?2")?;
-        for (value, a) in added {
-            let wc: i64 = st
+        for value in ranker.late_values() {
+            let wc: Option<i64> = st
                 .query_row(params![dim.code(), value], |r| r.get(0))
-                .optional()?
-                .unwrap_or(0);
-            let n = wc - skipped.get(&value).copied().unwrap_or(0) + a;
-            if n > 0 {
-                best.push((value, n));
-            }
+                .optional()?;
+            late.insert(value, wc.unwrap_or(0));
         }
     }
     tx.finish()?;
-    best.sort_unstable_by(order);
-    best.truncate(limit);
-    Ok(Some(best.into_iter().map(|(v, n)| (v, n as u64)).collect()))
+    Ok(Some(ranker.finish(&late)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::window::MAX_SKIPPED_HOURS;
     use std::collections::BTreeMap;
 
     fn db() -> Connection {
