@@ -120,6 +120,31 @@ impl TopSearch {
         self.ranked.add(&self.probing, groups);
     }
 
+    /// Up to `n` next addresses to count exactly, with their roll-up text, for a backend
+    /// that counts several in one round trip; hand each one's groups to
+    /// [`Self::add_for`]. The same addresses, in the same order, as `n` calls of
+    /// [`Self::next_probe`] would return: whether a candidate can still enter depends
+    /// only on the rows kept, and once one cannot, no later one can.
+    pub(crate) fn next_probes(
+        &mut self,
+        candidates: &[(String, u64)],
+        n: usize,
+    ) -> Vec<(IpAddr, String)> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let Some(ip) = self.next_probe(candidates) else {
+                break;
+            };
+            out.push((ip, self.probing.clone()));
+        }
+        out
+    }
+
+    /// The exact groups of `value`, one of the addresses [`Self::next_probes`] returned.
+    pub(crate) fn add_for(&mut self, value: &str, groups: Vec<SourceGroupCount>) {
+        self.ranked.add(value, groups);
+    }
+
     /// The answer after a round that read `read` candidates, or `None` when another,
     /// larger round is needed.
     pub(crate) fn end_round(&mut self, read: usize) -> Option<TopSources> {
@@ -222,6 +247,29 @@ mod tests {
         r.add("10.0.0.0", vec![row("10.0.0.0", "c", 2)]);
         let rows = r.into_rows();
         assert_eq!(rows, vec![row("10.0.0.1", "a", 3), row("10.0.0.0", "c", 2)]);
+    }
+
+    #[test]
+    fn batched_probes_are_the_single_probes_in_order() {
+        let q = TopSourcesQuery {
+            limit: 1,
+            ..Default::default()
+        };
+        let candidates: Vec<(String, u64)> = [("10.0.0.1", 9), ("x", 8), ("10.0.0.2", 5)]
+            .iter()
+            .map(|(v, n)| (v.to_string(), *n))
+            .chain((3..40).map(|i| (format!("10.0.0.{i}"), 1)))
+            .collect();
+        let (mut a, _) = TopSearch::new(&q);
+        let (mut b, _) = TopSearch::new(&q);
+        // First batch: nothing kept yet, so the first four addresses ("x" is skipped).
+        let batch = b.next_probes(&candidates, 4);
+        let single: Vec<IpAddr> = (0..4).filter_map(|_| a.next_probe(&candidates)).collect();
+        assert_eq!(batch.iter().map(|p| p.0).collect::<Vec<_>>(), single);
+        assert_eq!(batch[1].1, "10.0.0.2");
+        // 10.0.0.1 with 9 sessions kept: no candidate with a smaller sum can enter.
+        b.add_for("10.0.0.1", vec![row("10.0.0.1", "a", 9)]);
+        assert!(b.next_probes(&candidates, 4).is_empty());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The read path: keyset pages over indexes, dashboard figures from the hourly roll-ups.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use apiary_model::{Credential, FileRecord, GeoInfo, P0fMetadata, RawEvent, Session};
@@ -471,8 +472,22 @@ pub(super) async fn top_sources(c: &impl GenericClient, q: &TopSourcesQuery) -> 
     };
     loop {
         let candidates = top(c, Dimension::SourceIp, since, until, search.want()).await?;
-        while let Some(ip) = search.next_probe(&candidates) {
-            search.add(source_groups(c, &f, ip, q).await?);
+        // Several addresses per round trip, more as the search goes on: a top 10 is
+        // usually decided by its first dozen candidates, while a filter the roll-up cannot
+        // see (honeypot, port) may need thousands (one query each took 2 s at 200,000
+        // sessions).
+        let mut batch = FIRST_PROBES;
+        loop {
+            let probes = search.next_probes(&candidates, batch);
+            if probes.is_empty() {
+                break;
+            }
+            let ips: Vec<IpAddr> = probes.iter().map(|(ip, _)| *ip).collect();
+            let mut groups = source_groups(c, &f, &ips, q).await?;
+            for (ip, value) in probes {
+                search.add_for(&value, groups.remove(&stored_form(ip)).unwrap_or_default());
+            }
+            batch = (batch * 2).min(MAX_PROBES_PER_QUERY);
         }
         if let Some(answer) = search.end_round(candidates.len()) {
             return Ok(answer);
@@ -480,18 +495,31 @@ pub(super) async fn top_sources(c: &impl GenericClient, q: &TopSourcesQuery) -> 
     }
 }
 
-/// Exact grouped counts of one source address over the (source_ip, ts, id) index.
+/// Addresses counted by the first probe query of a round, and at most by one.
+const FIRST_PROBES: usize = 16;
+const MAX_PROBES_PER_QUERY: usize = 512;
+
+/// An address as `sessions.source_ip` holds it (IPv4 as IPv4).
+fn stored_form(ip: IpAddr) -> IpAddr {
+    unmapped(IpNet::from(ip)).addr()
+}
+
+/// Exact grouped counts of some source addresses over the (source_ip, ts, id) index, by
+/// address (in [`stored_form`]).
 async fn source_groups(
     c: &impl GenericClient,
     f: &SessionFilter,
-    ip: IpAddr,
+    ips: &[IpAddr],
     q: &TopSourcesQuery,
-) -> Result<Vec<SourceGroupCount>> {
+) -> Result<HashMap<IpAddr, Vec<SourceGroupCount>>> {
     let f = SessionFilter {
-        source: Some(ip.into()),
+        source: None,
         ..f.clone()
     };
     let mut w = session_where(&f);
+    let list: Vec<IpAddr> = ips.iter().map(|ip| stored_form(*ip)).collect();
+    let p = w.arg(list);
+    w.and(&format!("source_ip = ANY({p})"));
     if !q.exclude_protocols.is_empty() {
         let list: Vec<String> = q
             .exclude_protocols
@@ -506,21 +534,25 @@ async fn source_groups(
         SourceGrouping::Service => "honeypot, protocol, destination_port",
     };
     let sql = format!(
-        "SELECT {cols}, COUNT(*) FROM sessions{} GROUP BY 1, 2, 3",
+        "SELECT source_ip, {cols}, COUNT(*) FROM sessions{} GROUP BY 1, 2, 3, 4",
         w.sql
     );
     let st = c.prepare_cached(&sql).await?;
-    Ok(c.query(&st, &w.params())
-        .await?
-        .iter()
-        .map(|r| SourceGroupCount {
-            source_ip: ip,
-            honeypot: dec(r.get(0)),
-            protocol: dec_opt(r.get(1)),
-            destination_port: r.get::<_, Option<i32>>(2).map(|p| p as u16),
-            count: r.get::<_, i64>(3).max(0) as u64,
-        })
-        .collect())
+    // Rows report the address as the caller asked for it (the roll-up's text).
+    let asked: HashMap<IpAddr, IpAddr> = ips.iter().map(|ip| (stored_form(*ip), *ip)).collect();
+    let mut out: HashMap<IpAddr, Vec<SourceGroupCount>> = HashMap::new();
+    for r in c.query(&st, &w.params()).await? {
+        let stored: IpAddr = r.get(0);
+        let asked = asked.get(&stored).copied().unwrap_or(stored);
+        out.entry(stored).or_default().push(SourceGroupCount {
+            source_ip: asked,
+            honeypot: dec(r.get(1)),
+            protocol: dec_opt(r.get(2)),
+            destination_port: r.get::<_, Option<i32>>(3).map(|p| p as u16),
+            count: r.get::<_, i64>(4).max(0) as u64,
+        });
+    }
+    Ok(out)
 }
 
 /// Hours a counts-per-hour answer may span (ten years); more is a caller bug.
