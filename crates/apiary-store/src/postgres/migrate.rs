@@ -53,6 +53,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "rollup_window",
         include_str!("../../migrations/postgres/0009_rollup_window.sql"),
     ),
+    (
+        10,
+        "covering_source_index",
+        include_str!("../../migrations/postgres/0010_covering_source_index.sql"),
+    ),
 ];
 
 /// Advisory lock class of migrations (the second key is the schema's hash).
@@ -91,6 +96,7 @@ pub(super) async fn migrate(c: &mut deadpool_postgres::Client) -> Result<u32> {
         )));
     }
     for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        tracing::info!(version, name, "applying migration");
         tx.batch_execute(sql)
             .await
             .map_err(|e| StoreError::Other(format!("migration {version:04}_{name} failed: {e}")))?;
