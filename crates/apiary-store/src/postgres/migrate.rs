@@ -53,6 +53,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "rollup_window",
         include_str!("../../migrations/postgres/0009_rollup_window.sql"),
     ),
+    (
+        10,
+        "covering_source_index",
+        include_str!("../../migrations/postgres/0010_covering_source_index.sql"),
+    ),
 ];
 
 /// Advisory lock class of migrations (the second key is the schema's hash).

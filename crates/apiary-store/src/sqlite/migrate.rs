@@ -53,6 +53,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "rollup_window_postgres",
         include_str!("../../migrations/sqlite/0009_rollup_window_postgres.sql"),
     ),
+    (
+        10,
+        "covering_source_index",
+        include_str!("../../migrations/sqlite/0010_covering_source_index.sql"),
+    ),
 ];
 
 /// Applies what is missing and returns the resulting schema version.
@@ -114,6 +119,37 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, MIGRATIONS.len() as i64);
+    }
+
+    /// What counting one address's sessions reads (top attackers by service, attacker
+    /// stats) is answered from the source index alone.
+    #[test]
+    fn source_index_covers_the_per_address_counts() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        let scope = "ts / 86400000000 = 5 AND source_key = x'00' AND ts >= 1 AND ts < 9";
+        for q in [
+            format!(
+                "SELECT honeypot, protocol, destination_port, COUNT(*) FROM sessions
+                 INDEXED BY sessions_source_day WHERE {scope} AND honeypot = 'h' GROUP BY 1, 2, 3"
+            ),
+            format!("SELECT COUNT(*), MIN(ts), MAX(ts) FROM sessions WHERE {scope}"),
+            format!("SELECT DISTINCT sensor FROM sessions WHERE {scope} ORDER BY 1"),
+            format!("SELECT DISTINCT destination_port FROM sessions WHERE {scope} ORDER BY 1"),
+        ] {
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {q}"))
+                .unwrap()
+                .query_map([], |r| r.get(3))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect();
+            assert!(
+                plan.iter()
+                    .any(|p| p.contains("COVERING INDEX sessions_source_day")),
+                "{q}: {plan:?}"
+            );
+        }
     }
 
     #[test]
