@@ -14,8 +14,9 @@
 //! # Writes
 //! A batch is one transaction: ids come from the sequences in one round trip each, raw
 //! messages, sessions and credentials go in with binary COPY, side records with upserts,
-//! and roll-up increments are summed in memory and written with one upsert. The part of
-//! the transaction that updates shared rows (side records, roll-ups, counters, sensors)
+//! and roll-up increments are summed in memory and written with one upsert, then added to
+//! the sliding 24 h window (`window`). The part of the transaction that updates shared
+//! rows (side records, roll-ups, the window, counters, sensors)
 //! runs under a transaction-scoped advisory lock, so concurrent writers queue there
 //! instead of deadlocking; the COPYs before it run in parallel.
 
