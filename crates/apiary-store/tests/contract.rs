@@ -2069,22 +2069,7 @@ async fn postgres_window_kept_by_concurrent_writers() {
         .get(0);
     let hour_now = now.timestamp_micros().div_euclid(3_600_000_000);
     assert!(w >= hour_now && w <= hour_now + 1, "W {w}, now {hour_now}");
-    let mismatches: i64 = client
-        .query_one(
-            "WITH want AS (
-                 SELECT dim, value, SUM(count) AS n FROM rollup_hourly
-                 WHERE dim IN (SELECT DISTINCT dim FROM rollup_window)
-                   AND hour >= $1::bigint - 24 AND hour <= $1::bigint
-                 GROUP BY dim, value HAVING SUM(count) <> 0)
-             SELECT count(*) FROM want FULL JOIN rollup_window r
-                 ON r.dim = want.dim AND r.value = want.value
-             WHERE r.count IS DISTINCT FROM want.n",
-            &[&w],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(mismatches, 0);
+    assert_eq!(window_mismatches(&client, w).await, 0);
     let windowed: i64 = client
         .query_one("SELECT count(DISTINCT dim) FROM rollup_window", &[])
         .await
@@ -2111,5 +2096,101 @@ async fn postgres_window_kept_by_concurrent_writers() {
             );
         }
     }
+
+    // Quiet hours, simulated: the window set back to where it stood 3 hours ago (moved
+    // on hour by hour: hours leaving subtracted, hours entering added) and 30 hours ago
+    // (rebuilt). The next batch must bring it to the hourly sums of the current hour.
+    let dims: Vec<i16> = client
+        .query("SELECT DISTINCT dim FROM rollup_window", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for (round, back) in [3i64, 30].into_iter().enumerate() {
+        let old = w - back;
+        client
+            .batch_execute("DELETE FROM rollup_window")
+            .await
+            .unwrap();
+        client
+            .execute(
+                "INSERT INTO rollup_window (dim, value, count)
+                 SELECT dim, value, SUM(count) FROM rollup_hourly
+                 WHERE dim = ANY($1) AND hour >= $2::bigint - 24 AND hour <= $2::bigint
+                 GROUP BY dim, value HAVING SUM(count) <> 0",
+                &[&dims, &old],
+            )
+            .await
+            .unwrap();
+        client
+            .execute(
+                "UPDATE counters SET value = $1 WHERE name = 'rollup_window_hour'",
+                &[&old],
+            )
+            .await
+            .unwrap();
+        assert_eq!(window_mismatches(&client, old).await, 0);
+        let mut late: Vec<Session> = all[..20].to_vec();
+        for (i, s) in late.iter_mut().enumerate() {
+            s.timestamp = Utc::now() - Duration::seconds(i as i64);
+            s.details.credentials = vec![Credential {
+                username: format!("late-{round}-{}", i % 4),
+                password: "late".into(),
+            }];
+        }
+        store.insert_batch(items_for(&late)).await.unwrap();
+        all.extend(late);
+        let moved: i64 = client
+            .query_one(
+                "SELECT value FROM counters WHERE name = 'rollup_window_hour'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(moved >= w, "window at {moved} after a batch, was {old}");
+        assert_eq!(
+            window_mismatches(&client, moved).await,
+            0,
+            "set back {back} h"
+        );
+        let until = Utc::now();
+        let since = until - Duration::hours(24);
+        let (lo, hi) = (
+            since.duration_trunc(hour).unwrap(),
+            until.duration_trunc(hour).unwrap() + hour,
+        );
+        for d in [Dimension::SourceIp, Dimension::Username] {
+            assert_eq!(
+                store.top(d, since, until, 20).await.unwrap(),
+                brute_top(&all, d, lo, hi)
+                    .into_iter()
+                    .take(20)
+                    .collect::<Vec<_>>(),
+                "{d:?} after setting the window back {back} h"
+            );
+        }
+    }
     store.close().await;
+}
+
+/// Rows where the PostgreSQL window at hour `w` differs from the hourly sums over
+/// `w - 24 ..= w` (for the dimensions it holds).
+async fn window_mismatches(client: &tokio_postgres::Client, w: i64) -> i64 {
+    client
+        .query_one(
+            "WITH want AS (
+                 SELECT dim, value, SUM(count) AS n FROM rollup_hourly
+                 WHERE dim IN (SELECT DISTINCT dim FROM rollup_window)
+                   AND hour >= $1::bigint - 24 AND hour <= $1::bigint
+                 GROUP BY dim, value HAVING SUM(count) <> 0)
+             SELECT count(*) FROM want FULL JOIN rollup_window r
+                 ON r.dim = want.dim AND r.value = want.value
+             WHERE r.count IS DISTINCT FROM want.n",
+            &[&w],
+        )
+        .await
+        .unwrap()
+        .get(0)
 }
