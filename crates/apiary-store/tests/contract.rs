@@ -2059,14 +2059,7 @@ async fn postgres_window_kept_by_concurrent_writers() {
         .batch_execute(&format!("SET search_path TO {}", schema.name()))
         .await
         .unwrap();
-    let w: i64 = client
-        .query_one(
-            "SELECT value FROM counters WHERE name = 'rollup_window_hour'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let w = window_hour(&client).await;
     let hour_now = now.timestamp_micros().div_euclid(3_600_000_000);
     assert!(w >= hour_now && w <= hour_now + 1, "W {w}, now {hour_now}");
     assert_eq!(window_mismatches(&client, w).await, 0);
@@ -2141,14 +2134,7 @@ async fn postgres_window_kept_by_concurrent_writers() {
         }
         store.insert_batch(items_for(&late)).await.unwrap();
         all.extend(late);
-        let moved: i64 = client
-            .query_one(
-                "SELECT value FROM counters WHERE name = 'rollup_window_hour'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let moved = window_hour(&client).await;
         assert!(moved >= w, "window at {moved} after a batch, was {old}");
         assert_eq!(
             window_mismatches(&client, moved).await,
@@ -2173,6 +2159,18 @@ async fn postgres_window_kept_by_concurrent_writers() {
         }
     }
     store.close().await;
+}
+
+/// The PostgreSQL window's current hour `W`.
+async fn window_hour(client: &tokio_postgres::Client) -> i64 {
+    client
+        .query_one(
+            "SELECT value FROM counters WHERE name = 'rollup_window_hour'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
 }
 
 /// Rows where the PostgreSQL window at hour `w` differs from the hourly sums over
