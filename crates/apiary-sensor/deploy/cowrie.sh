@@ -1,48 +1,39 @@
 #!/usr/bin/env bash
-# Cowrie deploy script (template; {{SERVER_URL}} {{TOKEN}} {{HPF_HOST}} {{HPF_PORT}} filled
-# in by the server). Installs Cowrie 3.1.4 + hpfeeds 3.1.0 from PyPI into a venv, registers
-# the sensor once (kept in /etc/apiary-sensor/cowrie-registration.json), enables the
-# hpfeeds3 output (channel cowrie.sessions) and starts Cowrie on port 2222 (a real sshd on
-# 22 is never moved; redirect 22 -> 2222 yourself if wanted).
+# Cowrie (SSH/Telnet honeypot) deploy script for Apiary (template; the server fills in
+# {{SERVER_URL}}, {{TOKEN}}, {{HPF_HOST}} and {{HPF_PORT}} when it serves GET /deploy/<token>.sh).
+#
+#   curl -fsSL {{SERVER_URL}}/deploy/{{TOKEN}}.sh | sudo bash
+#
+# Installs Cowrie 3.1.4 + hpfeeds 3.1.0 from PyPI into a venv (/opt/cowrie/venv), registers
+# the sensor once, enables Cowrie's hpfeeds3 output (channel cowrie.sessions) and runs
+# Cowrie as the unprivileged user cowrie on port 2222 (systemd unit, or setpriv + nohup when
+# there is no systemd). A real sshd on 22 is never moved; redirect 22 -> 2222 yourself if
+# wanted.
+#
+# TESTED WITH: Debian 12 / Python 3.11: crates/apiary-server/tests/cowrie_netns.rs runs this
+# script as its one-line command in a network namespace (no systemd there: the setpriv +
+# nohup path) with the venv already built (as .ci/run does; the namespace has no internet
+# for the pip step), and logs in over SSH from another namespace.
+# Idempotent: the registration is kept in /etc/apiary-sensor/cowrie-registration.json and a
+# second run reuses it; it rewrites the config and restarts Cowrie.
 set -euo pipefail
 SERVER_URL="{{SERVER_URL}}"; TOKEN="{{TOKEN}}"; HPF_HOST="{{HPF_HOST}}"; HPF_PORT="{{HPF_PORT}}"
-ETC=/etc/apiary-sensor; HOME_DIR=/opt/cowrie; RUN_USER=cowrie
-say() { printf '[apiary-deploy] %s\n' "$*"; }
-die() { printf '[apiary-deploy] ERROR: %s\n' "$*" >&2; exit 1; }
-[ "$(id -u)" -eq 0 ] || die "run as root"
-
-if command -v apt-get >/dev/null 2>&1; then
-    DEBIAN_FRONTEND=noninteractive apt-get update -q
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3 python3-venv curl ca-certificates
-elif command -v dnf >/dev/null 2>&1; then dnf install -y -q python3 curl
-elif command -v yum >/dev/null 2>&1; then yum install -y -q python3 curl
-else die "no apt-get, dnf or yum"; fi
+HONEYPOT="cowrie"
+# @common@ (say, die, pkg_install, register, ...)
+HOME_DIR=/opt/cowrie; RUN_USER=cowrie
 
 id "$RUN_USER" >/dev/null 2>&1 || useradd --system --create-home --home-dir "$HOME_DIR" --shell "$(command -v nologin || echo /sbin/nologin)" "$RUN_USER"
-install -d -m 0750 "$ETC"
 install -d -o "$RUN_USER" "$HOME_DIR" "$HOME_DIR/state"
-if [ ! -x "$HOME_DIR/venv/bin/cowrie" ]; then
+# Only when the venv is missing or broken: a re-run (or an offline host that has it) needs
+# no repository.
+if ! "$HOME_DIR/venv/bin/python" -c 'import cowrie, hpfeeds.twisted' >/dev/null 2>&1; then
+    pkg_install python3 python3-venv curl ca-certificates -- python3 curl
+    rm -rf "$HOME_DIR/venv"
     python3 -m venv "$HOME_DIR/venv"
     "$HOME_DIR/venv/bin/pip" install -q 'cowrie==3.1.4' 'hpfeeds==3.1.0'
     say "installed cowrie 3.1.4 and hpfeeds 3.1.0 in $HOME_DIR/venv"
 fi
-
-json_field() { sed -n "s/.*\"$2\"[[:space:]]*:[[:space:]]*\"\([^\"]*\)\".*/\1/p" "$1" | head -n1; }
-REG="$ETC/cowrie-registration.json"
-if [ -s "$REG" ] && [ -n "$(json_field "$REG" uuid)" ]; then
-    say "already registered as $(json_field "$REG" uuid)"
-else
-    H=$(hostname); tmp=$(mktemp)
-    code=$(curl -sS -o "$tmp" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
-        -H "Authorization: Enrollment $TOKEN" \
-        -d "{\"name\": \"$H-cowrie\", \"hostname\": \"$H\", \"deploy_key\": \"$TOKEN\", \"honeypot\": \"cowrie\"}" \
-        "$SERVER_URL/api/sensor/") || code=000
-    [ "$code" = 200 ] || [ "$code" = 201 ] || { cat "$tmp" >&2; die "registration failed (HTTP $code)"; }
-    install -m 0600 "$tmp" "$REG"; rm -f "$tmp"
-    say "created sensor: $(json_field "$REG" uuid)"
-fi
-IDENT=$(json_field "$REG" identifier); [ -n "$IDENT" ] || IDENT=$(json_field "$REG" uuid)
-SECRET=$(json_field "$REG" secret)
+register
 
 # ./cowrie.cfg is the highest-priority config layer; `cowrie init` does not touch it.
 cat > "$HOME_DIR/state/cowrie.cfg" <<CFG
@@ -61,7 +52,7 @@ CFG
 chown "$RUN_USER" "$HOME_DIR/state/cowrie.cfg"; chmod 0600 "$HOME_DIR/state/cowrie.cfg"
 say "wrote $HOME_DIR/state/cowrie.cfg (hpfeeds $HPF_HOST:$HPF_PORT, channel cowrie.sessions)"
 
-if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+if has_systemd; then
     cat > /etc/systemd/system/cowrie.service <<UNIT
 [Unit]
 Description=Cowrie SSH honeypot (Apiary)
@@ -70,17 +61,30 @@ After=network-online.target
 User=$RUN_USER
 WorkingDirectory=$HOME_DIR/state
 Environment=PATH=$HOME_DIR/venv/bin:/usr/bin:/bin
+Environment=HOME=$HOME_DIR
 Environment=COWRIE_STDOUT=yes
-ExecStartPre=/bin/sh -c 'test -d var || $HOME_DIR/venv/bin/cowrie init'
+ExecStartPre=/bin/sh -c 'test -f etc/cowrie.cfg || $HOME_DIR/venv/bin/cowrie init'
 ExecStart=$HOME_DIR/venv/bin/cowrie start
 Restart=always
 [Install]
 WantedBy=multi-user.target
 UNIT
     systemctl daemon-reload; systemctl enable cowrie.service >/dev/null 2>&1 || true; systemctl restart cowrie.service
-    say "systemd unit cowrie.service (re)started"
+    say "cowrie.service (re)started"
 else
-    say "no systemd: starting cowrie in the background as $RUN_USER"
-    su -s /bin/sh "$RUN_USER" -c "cd $HOME_DIR/state && PATH=$HOME_DIR/venv/bin:\$PATH; test -d var || cowrie init; COWRIE_STDOUT=yes nohup cowrie start >> $HOME_DIR/state/cowrie.out 2>&1 &"
+    pidfile="$HOME_DIR/state/apiary-cowrie.pid"
+    if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+        old=$(cat "$pidfile"); kill "$old" || true
+        for _ in $(seq 20); do kill -0 "$old" 2>/dev/null || break; sleep 0.5; done   # its port must be free
+    fi
+    as_cowrie=(setpriv --reuid="$RUN_USER" --regid="$(id -g "$RUN_USER")" --init-groups --)
+    cd "$HOME_DIR/state"
+    [ -f etc/cowrie.cfg ] || HOME="$HOME_DIR" PATH="$HOME_DIR/venv/bin:$PATH" "${as_cowrie[@]}" cowrie init >/dev/null
+    # COWRIE_STDOUT=yes keeps twistd in the foreground, so $! is Cowrie's pid.
+    HOME="$HOME_DIR" PATH="$HOME_DIR/venv/bin:$PATH" COWRIE_STDOUT=yes \
+        nohup "${as_cowrie[@]}" cowrie start < /dev/null >> /var/log/cowrie-foreground.log 2>&1 &
+    echo $! > "$pidfile"
+    cd /
+    say "no systemd: cowrie started in the background as $RUN_USER (log /var/log/cowrie-foreground.log)"
 fi
 say "done"

@@ -21,8 +21,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::netns::{self, Lab};
@@ -32,53 +31,23 @@ fn script_path() -> PathBuf {
     common::repo_root().join("crates/apiary-web/deploy/conpot.sh")
 }
 
-fn venv_ready(venv: &Path) -> bool {
-    Command::new(venv.join("bin/python"))
-        .args([
-            "-c",
-            "import importlib.metadata as m, sys, conpot, hpfeeds, gevent, modbus_tk\n\
-             sys.exit(m.version('conpot') != '0.6.0')",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// `.venv-conpot` at the repo root; created like `.ci/run` does when missing (the deploy
-/// script's CONPOT_DEPS, then conpot 0.6.0 without dependencies).
+/// `.venv-conpot`: the deploy script's CONPOT_DEPS, then conpot 0.6.0 without dependencies.
 fn conpot_venv() -> PathBuf {
-    let venv = common::repo_root().join(".venv-conpot");
-    if venv_ready(&venv) {
-        return venv;
-    }
     let script = std::fs::read_to_string(script_path()).unwrap();
     let deps = script
         .lines()
         .find_map(|l| l.strip_prefix("CONPOT_DEPS=\""))
         .and_then(|l| l.strip_suffix('"'))
         .expect("CONPOT_DEPS in conpot.sh");
-    eprintln!("creating {} (conpot 0.6.0 with {deps})", venv.display());
-    let v = venv.display();
-    netns::must(&format!(
-        "rm -rf {v} && python3 -m venv {v} && \
-         {v}/bin/pip install --disable-pip-version-check --quiet {deps} && \
-         {v}/bin/pip install --disable-pip-version-check --quiet --no-deps conpot==0.6.0"
-    ));
-    assert!(venv_ready(&venv), "{v} unusable after install");
-    venv
-}
-
-fn wait_for(what: &str, secs: u64, log: &dyn Fn() -> String, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; conpot output:\n{}",
-            log()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    netns::python_venv(
+        "conpot",
+        "import importlib.metadata as m, sys, conpot, hpfeeds, gevent, modbus_tk\n\
+         sys.exit(m.version('conpot') != '0.6.0')",
+        &format!(
+            "{{v}}/bin/pip install --disable-pip-version-check --quiet {deps} && \
+             {{v}}/bin/pip install --disable-pip-version-check --quiet --no-deps conpot==0.6.0"
+        ),
+    )
 }
 
 /// One Modbus/TCP request from att (transaction 0x0001, unit 1, function 3 "read holding
@@ -110,33 +79,6 @@ const MOUNTS: &[(&str, &str)] = &[
     ("varlog", "/var/log"),
 ];
 
-/// Shell commands, run in the deploy's private mount namespace, that make the venv's
-/// interpreter reachable for an unprivileged user when it sits under a root-only /root.
-fn interpreter_view(venv: &Path, stage: &Path) -> String {
-    let python = std::fs::canonicalize(venv.join("bin/python3")).unwrap();
-    let (reachable, _) = netns::sh(&format!(
-        "setpriv --reuid=nobody --regid=$(id -g nobody) --clear-groups {} -c pass",
-        python.display()
-    ));
-    if reachable {
-        return String::new();
-    }
-    let Ok(rest) = python.strip_prefix("/root") else {
-        panic!("{} is not runnable by unprivileged users", python.display());
-    };
-    let top = rest
-        .components()
-        .next()
-        .unwrap()
-        .as_os_str()
-        .to_string_lossy();
-    let s = stage.display();
-    format!(
-        "mkdir -p {s} && mount --bind /root/{top} {s} && mount -t tmpfs -o mode=0755 none /root && \
-         mkdir /root/{top} && mount --bind {s} /root/{top} && "
-    )
-}
-
 #[test]
 fn conpot_deploy_script_publishes_modbus_sessions() {
     if !netns::usable("conpot_netns", &["setpriv", "/usr/bin/python3"]) {
@@ -151,20 +93,8 @@ fn conpot_deploy_script_publishes_modbus_sessions() {
     let key = lab.api_key();
     let command = lab.deploy_command(&key, "Conpot");
 
+    let (command, _) = lab.deploy_python_honeypot("conpot", &command, &venv, MOUNTS);
     let home = tmp.path().join("opt");
-    std::fs::create_dir_all(&home).unwrap();
-    std::os::unix::fs::symlink(&venv, home.join("venv")).unwrap();
-    let view = interpreter_view(&venv, &tmp.path().join("interpreter"));
-    let out = lab.deploy(&format!("{view}{command}"), MOUNTS);
-    assert!(out.contains("created sensor"), "{out}");
-    assert!(
-        out.contains("no systemd: conpot started in the background as conpot"),
-        "{out}"
-    );
-    assert!(
-        !out.contains("installed conpot"),
-        "the venv was rebuilt: {out}"
-    );
     let log = || {
         format!(
             "{}{}",
@@ -195,13 +125,13 @@ fn conpot_deploy_script_publishes_modbus_sessions() {
     assert_eq!(user.trim(), "conpot", "Conpot pid {pid}");
 
     // Conpot listens on 502 (the script's template) and has dialled the broker.
-    wait_for("Modbus on :502", 30, &log, || {
+    netns::wait_for_daemon("Modbus on :502", 30, &log, || {
         log().contains("Modbus server started on: ('0.0.0.0', 502)")
     });
     // Conpot 0.6.0 connects only after its ENIP server starts, and that start blocks the
     // whole gevent loop for the template's `<enip><timeout>` (20 s: cpppo's apidict waits on a
     // multiprocessing Condition). So ~20 s after the Modbus line, hence 45 s here.
-    wait_for("the hpfeeds connection", 45, &log, || {
+    netns::wait_for_daemon("the hpfeeds connection", 45, &log, || {
         log().contains(&format!("connecting to {srv}:10000"))
     });
 
@@ -226,7 +156,7 @@ fn conpot_deploy_script_publishes_modbus_sessions() {
             .filter(|s| s["details"]["ics"]["function_code"] == 3)
             .count()
     };
-    wait_for("a stored Modbus request", 40, &log, || {
+    netns::wait_for_daemon("a stored Modbus request", 40, &log, || {
         if let Some(r) = modbus_request(&lab) {
             sent.push(r);
         }
@@ -240,7 +170,7 @@ fn conpot_deploy_script_publishes_modbus_sessions() {
     // Transaction 0001 echoed, function 3 with the exception bit (the default template has
     // no holding register 0): a real Modbus answer from Conpot.
     assert!(resp.starts_with("0001000000030183"), "{resp}");
-    wait_for("the last request's session", 20, &log, || {
+    netns::wait_for_daemon("the last request's session", 20, &log, || {
         stored = find(&lab);
         requests(&stored) > before
     });
@@ -271,21 +201,12 @@ fn conpot_deploy_script_publishes_modbus_sessions() {
     );
 
     // Second run: same sensor, Conpot restarted (a new pid, still as conpot).
-    let out = lab.deploy(&format!("{view}{command}"), MOUNTS);
-    assert!(out.contains("already registered"), "{out}");
-    let sensors = lab.api(&key, "/api/sensor/");
-    assert_eq!(sensors.as_array().unwrap().len(), 1, "{sensors}");
-    let pid2 = std::fs::read_to_string(home.join("var/conpot.pid")).unwrap();
-    assert_ne!(pid.trim(), pid2.trim());
-    let (_, user) = netns::sh(&format!("ps -o user= -p {}", pid2.trim()));
-    assert_eq!(
-        user.trim(),
+    lab.redeploy_restarts(
+        &key,
+        &command,
+        MOUNTS,
+        &home.join("var/conpot.pid"),
         "conpot",
-        "Conpot after the second deploy, pid {pid2}"
-    );
-    assert!(
-        !netns::sh(&format!("kill -0 {}", pid.trim())).0,
-        "old Conpot still runs"
     );
     eprintln!(
         "conpot_netns: {} requests sent, {} stored as sessions ({} requests) from {att} to {sen}:502 in {:.1} s",

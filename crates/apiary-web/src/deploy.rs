@@ -62,9 +62,9 @@ pub const SENSOR_CHANNELS: &[&str] = &[
 
 /// What the seeded scripts share, written once and put in place of a marker line by
 /// [`seed_body`], so every stored script is whole (served as one file, editable on the
-/// Deploy page): `# @common@` gets the helpers and registration (every script but the
-/// Apiary sensor's and Cowrie's), `# @forwarder-common@` those plus the apiary-sensor
-/// forwarder install (Dionaea, Suricata, Snort, p0f).
+/// Deploy page): `# @common@` gets the helpers and registration (Cowrie, Conpot),
+/// `# @forwarder-common@` those plus the apiary-sensor forwarder install (Dionaea,
+/// Suricata, Snort, p0f); the Apiary sensor's script has its own.
 const COMMON: &str = include_str!("../deploy/common.sh");
 const FORWARDER: &str = include_str!("../deploy/forwarder.sh");
 

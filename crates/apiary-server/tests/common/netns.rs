@@ -69,6 +69,77 @@ pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// [`wait_for`] for a daemon started by a deploy script: the panic shows `log()` (its
+/// output files) so a daemon that failed to start says why.
+pub fn wait_for_daemon(what: &str, secs: u64, log: &dyn Fn() -> String, f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let mut f = f;
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}; output:\n{}",
+            log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+/// Shell commands, run in a deploy's private mount namespace before the deploy command,
+/// that make a venv's interpreter reachable for an unprivileged user (the honeypot's own)
+/// when it sits under a root-only /root (pyenv): /root becomes a world-readable tmpfs
+/// holding only the interpreter's top directory. Empty when the user can run it anyway.
+pub fn interpreter_view(venv: &Path, stage: &Path) -> String {
+    let python = std::fs::canonicalize(venv.join("bin/python3")).unwrap();
+    // Through a shell: setpriv's own exec still has root's capabilities (a script it runs
+    // would reach the interpreter), the shell's exec has none (like twistd started by Cowrie).
+    let (reachable, _) = sh(&format!(
+        "setpriv --reuid=nobody --regid=$(id -g nobody) --clear-groups /bin/sh -c '{} -c pass'",
+        python.display()
+    ));
+    if reachable {
+        return String::new();
+    }
+    let Ok(rest) = python.strip_prefix("/root") else {
+        panic!("{} is not runnable by unprivileged users", python.display());
+    };
+    let top = rest
+        .components()
+        .next()
+        .unwrap()
+        .as_os_str()
+        .to_string_lossy();
+    let s = stage.display();
+    format!(
+        "mkdir -p {s} && mount --bind /root/{top} {s} && mount -t tmpfs -o mode=0755 none /root && \
+         mkdir /root/{top} && mount --bind {s} /root/{top} && "
+    )
+}
+
+/// A Python venv `.venv-<name>` at the repo root, usable when the Python code `check` exits
+/// 0; otherwise (re)built by the shell commands `install` (`{v}` stands for its path), as
+/// `.ci/run` does.
+pub fn python_venv(name: &str, check: &str, install: &str) -> PathBuf {
+    let venv = super::repo_root().join(format!(".venv-{name}"));
+    let ready = || {
+        Command::new(venv.join("bin/python"))
+            .args(["-c", check])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !ready() {
+        let v = venv.display().to_string();
+        eprintln!("creating {v}");
+        must(&format!(
+            "rm -rf {v} && python3 -m venv {v} && {}",
+            install.replace("{v}", &v)
+        ));
+        assert!(ready(), "{v} unusable after install");
+    }
+    venv
+}
+
 /// The `apiary-sensor` binary next to the `apiary` one (built when missing).
 pub fn sensor_binary() -> PathBuf {
     let dir = Path::new(env!("CARGO_BIN_EXE_apiary"))
@@ -297,6 +368,63 @@ impl Lab {
         eprintln!("[deploy] {out}");
         assert!(ok, "deploy command failed:\n{out}");
         out
+    }
+
+    /// Runs the deploy `command` of a Python honeypot (Conpot, Cowrie) whose script keeps
+    /// its venv in `/opt/<honeypot>/venv`: `mounts` must bind `opt` there, and that venv
+    /// links to `venv`, built beforehand (the namespaces have no internet for pip), with its
+    /// interpreter made reachable for the honeypot's user. Checks that the script registered
+    /// and started `honeypot` as the user of that name without systemd, and reused the venv.
+    /// Returns the command as run (for a second run) and its output.
+    pub fn deploy_python_honeypot(
+        &self,
+        honeypot: &str,
+        command: &str,
+        venv: &Path,
+        mounts: &[(&str, &str)],
+    ) -> (String, String) {
+        let home = self.dir.join("opt");
+        std::fs::create_dir_all(&home).unwrap();
+        std::os::unix::fs::symlink(venv, home.join("venv")).unwrap();
+        let view = interpreter_view(venv, &self.dir.join("interpreter"));
+        let command = format!("{view}{command}");
+        let out = self.deploy(&command, mounts);
+        assert!(out.contains("created sensor"), "{out}");
+        let started = format!("no systemd: {honeypot} started in the background as {honeypot}");
+        assert!(out.contains(&started), "{out}");
+        let installed = format!("installed {honeypot}");
+        assert!(!out.contains(&installed), "the venv was rebuilt: {out}");
+        (command, out)
+    }
+
+    /// Runs a deploy `command` again: the registration is reused (still one sensor) and the
+    /// daemon whose pid is in `pidfile` restarted: a new pid, running as `user`, the old
+    /// process gone.
+    pub fn redeploy_restarts(
+        &self,
+        key: &str,
+        command: &str,
+        mounts: &[(&str, &str)],
+        pidfile: &Path,
+        user: &str,
+    ) {
+        let pid = std::fs::read_to_string(pidfile).unwrap();
+        let out = self.deploy(command, mounts);
+        assert!(out.contains("already registered"), "{out}");
+        let sensors = self.api(key, "/api/sensor/");
+        assert_eq!(sensors.as_array().unwrap().len(), 1, "{sensors}");
+        let pid2 = std::fs::read_to_string(pidfile).unwrap();
+        assert_ne!(pid.trim(), pid2.trim(), "{user}'s daemon was not restarted");
+        assert!(
+            !sh(&format!("kill -0 {}", pid.trim())).0,
+            "the old daemon (pid {pid}) still runs"
+        );
+        let (_, running_as) = sh(&format!("ps -o user= -p {}", pid2.trim()));
+        assert_eq!(
+            running_as.trim(),
+            user,
+            "after the second deploy, pid {pid2}"
+        );
     }
 
     /// Kills every process in the lab's namespaces (by pid).
