@@ -15,7 +15,7 @@ use crate::ops::{self, NewSensor};
 use crate::query::human;
 use crate::state::AppState;
 
-use super::{csrf_field, layout, report_link, thousands, HtmlError, Page, PageResult};
+use super::{csrf_field, layout, report_link, thousands, CsrfForm, HtmlError, Page, PageResult};
 
 /// `GET /ui/sensors/`.
 pub async fn list(State(st): State<AppState>, PageCaller(c): PageCaller) -> PageResult {
@@ -127,13 +127,6 @@ pub async fn add(
         &c,
         hpfeeds_settings(&st, &headers, &rec, &ident),
     )))
-}
-
-/// A form with only the CSRF token.
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
 }
 
 /// The rename form.

@@ -14,7 +14,7 @@ use crate::error::{AppError, AppForm};
 use crate::query::human;
 use crate::state::AppState;
 
-use super::{csrf_field, layout, HtmlError, Page, PageResult};
+use super::{csrf_field, layout, CsrfForm, HtmlError, Page, PageResult};
 
 /// `GET /ui/settings/`.
 pub async fn show(State(st): State<AppState>, PageCaller(c): PageCaller) -> PageResult {
@@ -155,13 +155,6 @@ pub async fn create_key(
         p { a href="/ui/settings/" { "Back to settings" } }
     };
     Ok(Page(layout("New API key", &c, body)))
-}
-
-/// A form with only the CSRF token.
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
 }
 
 /// `POST /ui/settings/apikeys/<id>/delete/`: your own keys; admins any key.
