@@ -152,14 +152,10 @@ pub async fn rename(
     AppForm(f): AppForm<RenameForm>,
 ) -> Result<Response, HtmlError> {
     check(&c, &f.csrf)?;
-    let mut rec = st
-        .store
-        .get_sensor(&uuid)
-        .await?
-        .ok_or(crate::error::AppError::NotFound)?;
+    let mut rec = ops::sensor(&*st.store, &uuid).await?;
     for (field, v) in [(&mut rec.name, f.name), (&mut rec.hostname, f.hostname)] {
         let v = v.trim();
-        if v.is_empty() || v.len() > 255 || v.chars().any(char::is_control) {
+        if !ops::valid_sensor_label(v) {
             return Err(crate::error::AppError::BadRequest(
                 "Name and hostname must be 1 to 255 characters.".into(),
             )
@@ -193,11 +189,7 @@ pub async fn rotate(
 ) -> PageResult {
     check(&c, &f.csrf)?;
     let ident = ops::rotate_secret(&*st.store, &uuid).await?;
-    let rec = st
-        .store
-        .get_sensor(&uuid)
-        .await?
-        .ok_or(crate::error::AppError::NotFound)?;
+    let rec = ops::sensor(&*st.store, &uuid).await?;
     let title = format!("New secret for {}", rec.name);
     Ok(Page(layout(
         &title,
