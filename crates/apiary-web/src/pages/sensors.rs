@@ -9,7 +9,7 @@ use chrono::Utc;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use crate::auth::{Caller, PageCaller};
+use crate::auth::PageCaller;
 use crate::error::AppForm;
 use crate::ops::{self, NewSensor};
 use crate::query::human;
@@ -140,10 +140,6 @@ pub struct RenameForm {
     hostname: String,
 }
 
-fn check(c: &Caller, csrf: &str) -> Result<(), HtmlError> {
-    Ok(c.require_form_write(csrf)?)
-}
-
 /// `POST /ui/sensors/<uuid>/rename/`.
 pub async fn rename(
     State(st): State<AppState>,
@@ -151,7 +147,7 @@ pub async fn rename(
     Path(uuid): Path<String>,
     AppForm(f): AppForm<RenameForm>,
 ) -> Result<Response, HtmlError> {
-    check(&c, &f.csrf)?;
+    c.require_form_write(&f.csrf)?;
     let mut rec = ops::sensor(&*st.store, &uuid).await?;
     for (field, v) in [(&mut rec.name, f.name), (&mut rec.hostname, f.hostname)] {
         let v = v.trim();
@@ -174,7 +170,7 @@ pub async fn delete(
     Path(uuid): Path<String>,
     AppForm(f): AppForm<CsrfForm>,
 ) -> Result<Response, HtmlError> {
-    check(&c, &f.csrf)?;
+    c.require_form_write(&f.csrf)?;
     ops::delete_sensor(&*st.store, &uuid).await?;
     Ok(Redirect::to("/ui/sensors/").into_response())
 }
@@ -187,7 +183,7 @@ pub async fn rotate(
     Path(uuid): Path<String>,
     AppForm(f): AppForm<CsrfForm>,
 ) -> PageResult {
-    check(&c, &f.csrf)?;
+    c.require_form_write(&f.csrf)?;
     let ident = ops::rotate_secret(&*st.store, &uuid).await?;
     let rec = ops::sensor(&*st.store, &uuid).await?;
     let title = format!("New secret for {}", rec.name);
