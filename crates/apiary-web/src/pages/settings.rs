@@ -121,11 +121,7 @@ pub async fn change_password(
     auth::check_new_password(&f.password)?;
     // Re-check the current password (rate limited like a sign-in).
     auth::authenticate(&st, None, &c.user.email, &f.current).await?;
-    let params = st.auth.argon2.clone();
-    let pw = f.password;
-    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&pw, &params))
-        .await
-        .map_err(|e| AppError::Internal(e.to_string()))??;
+    let hash = auth::hash_password_blocking(f.password, st.auth.argon2.clone()).await?;
     st.store.set_password(c.user.id, &hash).await?;
     st.store.delete_user_sessions(c.user.id).await?;
     tracing::info!(user = c.user.id, "password changed");
@@ -194,11 +190,7 @@ pub async fn add_user(
     c.require_form_write(&f.csrf)?;
     let role = Role::parse(&f.role).ok_or_else(|| AppError::BadRequest("Unknown role.".into()))?;
     auth::check_new_password(&f.password)?;
-    let params = st.auth.argon2.clone();
-    let pw = f.password;
-    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&pw, &params))
-        .await
-        .map_err(|e| AppError::Internal(e.to_string()))??;
+    let hash = auth::hash_password_blocking(f.password, st.auth.argon2.clone()).await?;
     st.store.create_user(&f.email, role, &hash).await?;
     Ok(Redirect::to("/ui/settings/").into_response())
 }
