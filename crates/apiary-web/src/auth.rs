@@ -125,6 +125,14 @@ pub fn hash_password(pw: &str, params: &Params) -> Result<String, AppError> {
         .map_err(|e| AppError::Internal(format!("password hashing failed: {e}")))
 }
 
+/// [`hash_password`] on the blocking pool: argon2 is slow by design and must not stall
+/// the async workers.
+pub async fn hash_password_blocking(pw: String, params: Params) -> Result<String, AppError> {
+    tokio::task::spawn_blocking(move || hash_password(&pw, &params))
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))?
+}
+
 /// Verifies a password against a PHC string (false for malformed hashes).
 pub fn verify_password(pw: &str, phc: &str) -> bool {
     match PasswordHash::new(phc) {
@@ -184,10 +192,7 @@ pub async fn bootstrap_admin(
         }
         None => (random_token()[..24].to_string(), true),
     };
-    let pw = password.clone();
-    let hash = tokio::task::spawn_blocking(move || hash_password(&pw, &Params::default()))
-        .await
-        .map_err(|e| AppError::Internal(e.to_string()))??;
+    let hash = hash_password_blocking(password.clone(), Params::default()).await?;
     let user = store.create_user(&email, Role::Admin, &hash).await?;
     Ok(Some((user.email, generated.then_some(password))))
 }

@@ -133,9 +133,20 @@ pub async fn create_sensor(
     Ok((rec, ident))
 }
 
+/// The sensor with this UUID, or [`AppError::NotFound`].
+pub async fn sensor(store: &dyn Store, uuid: &str) -> Result<SensorRecord, AppError> {
+    store.get_sensor(uuid).await?.ok_or(AppError::NotFound)
+}
+
+/// Whether `v` (trimmed) may be a sensor's name or hostname: 1 to 255 bytes, no control
+/// characters.
+pub fn valid_sensor_label(v: &str) -> bool {
+    !v.is_empty() && v.len() <= 255 && !v.chars().any(char::is_control)
+}
+
 /// Deletes a sensor and its hpfeeds credentials. Its sessions stay.
 pub async fn delete_sensor(store: &dyn Store, uuid: &str) -> Result<(), AppError> {
-    let rec = store.get_sensor(uuid).await?.ok_or(AppError::NotFound)?;
+    let rec = sensor(store, uuid).await?;
     store.delete_sensor(uuid).await?;
     store.delete_ident(&rec.ident).await?;
     tracing::info!(sensor = %uuid, "sensor deleted");
@@ -144,7 +155,7 @@ pub async fn delete_sensor(store: &dyn Store, uuid: &str) -> Result<(), AppError
 
 /// Gives a sensor's ident a new secret; returns the ident.
 pub async fn rotate_secret(store: &dyn Store, uuid: &str) -> Result<Ident, AppError> {
-    let rec = store.get_sensor(uuid).await?.ok_or(AppError::NotFound)?;
+    let rec = sensor(store, uuid).await?;
     let mut ident = store.get_ident(&rec.ident).await?.unwrap_or_else(|| Ident {
         ident: rec.ident.clone(),
         secret: Secret::default(),

@@ -5,7 +5,7 @@ use super::fields::{self as f, Obj};
 use super::{NormalizeError, Result};
 use apiary_model::bounded::MEDIUM;
 use apiary_model::{Normalized, RawEvent, UrlRecord};
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// One connection incident:
 /// `{connection_type, connection_transport, connection_protocol, remote_host, remote_port,
@@ -32,21 +32,9 @@ pub fn connections(raw: &RawEvent, out: &mut Vec<Normalized>) -> Result<()> {
     s.destination_ip = f::ip(&o, "local_host")?;
     s.destination_port = f::port(&o, "local_port")?;
     let module = f::text(&o, "connection_protocol", 64)?;
-    s.protocol = module
-        .as_deref()
-        .and_then(service_of_module)
-        .map(str::to_string)
-        .or_else(|| {
-            s.destination_port
-                .and_then(f::port_service)
-                .map(str::to_string)
-        })
-        .or_else(|| module.as_deref().and_then(f::proto_label));
+    s.protocol = protocol(module.as_deref(), s.destination_port);
     let transport = f::text(&o, "connection_transport", 16)?;
-    s.details.extra = f::extra(vec![
-        ("connection_type", ctype.map(|c| json!(c))),
-        ("transport", transport.map(|t| json!(t))),
-    ]);
+    s.details.extra = connection_extra(ctype, transport);
     f::push_session(out, s);
     Ok(())
 }
@@ -75,24 +63,30 @@ pub fn json_log(raw: &RawEvent, out: &mut Vec<Normalized>) -> Result<()> {
     s.destination_ip = f::ip(&o, "dst_ip")?;
     s.destination_port = f::port(&o, "dst_port")?;
     let module = field("protocol", 64)?;
-    s.protocol = module
-        .as_deref()
-        .and_then(service_of_module)
-        .map(str::to_string)
-        .or_else(|| {
-            s.destination_port
-                .and_then(f::port_service)
-                .map(str::to_string)
-        })
-        .or_else(|| module.as_deref().and_then(f::proto_label));
+    s.protocol = protocol(module.as_deref(), s.destination_port);
     s.details.credentials = f::credential_list(&o, "credentials")?;
     let transport = field("transport", 16)?;
-    s.details.extra = f::extra(vec![
-        ("connection_type", ctype.map(|c| json!(c))),
-        ("transport", transport.map(|t| json!(t))),
-    ]);
+    s.details.extra = connection_extra(ctype, transport);
     f::push_session(out, s);
     Ok(())
+}
+
+/// The session protocol (see [`connections`]): the module's service, else the port's
+/// service, else the module name as is.
+fn protocol(module: Option<&str>, port: Option<u16>) -> Option<String> {
+    module
+        .and_then(service_of_module)
+        .or_else(|| port.and_then(f::port_service))
+        .map(str::to_string)
+        .or_else(|| module.and_then(f::proto_label))
+}
+
+/// `extra` of a connection session: its type and transport.
+fn connection_extra(ctype: Option<String>, transport: Option<String>) -> Option<Value> {
+    f::extra(vec![
+        ("connection_type", ctype.map(|c| json!(c))),
+        ("transport", transport.map(|t| json!(t))),
+    ])
 }
 
 /// Service name of a dionaea protocol module.

@@ -36,7 +36,8 @@ pub const ENDPOINTS: &[(&str, &str, &str, &[&str])] = &[
     ("get", "/auth/me/", "The signed-in user", &[]),
 ];
 
-const SESSION_FILTERS: &[&str] = &[
+/// The filters of the sessions report and of the aggregate endpoints.
+const FILTERS: &[&str] = &[
     "hours_ago",
     "timestamp",
     "since",
@@ -51,29 +52,24 @@ const SESSION_FILTERS: &[&str] = &[
     "signature",
     "credential",
     "channel",
-    "q",
-    "limit",
-    "cursor",
 ];
 
+const SESSION_FILTERS: &[&str] = &concat::<17>(FILTERS, &["q", "limit", "cursor"]);
+
 /// The session filters minus free text and cursor, for the aggregate endpoints.
-const AGGREGATE_FILTERS: &[&str] = &[
-    "hours_ago",
-    "timestamp",
-    "since",
-    "until",
-    "honeypot",
-    "source_ip",
-    "destination_port",
-    "protocol",
-    "identifier",
-    "country",
-    "asn",
-    "signature",
-    "credential",
-    "channel",
-    "limit",
-];
+const AGGREGATE_FILTERS: &[&str] = &concat::<15>(FILTERS, &["limit"]);
+
+/// `a` then `b` as one array, at compile time (`N` must be their total length).
+const fn concat<const N: usize>(a: &[&'static str], b: &[&'static str]) -> [&'static str; N] {
+    assert!(a.len() + b.len() == N, "concat: N is not the total length");
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = if i < a.len() { a[i] } else { b[i - a.len()] };
+        i += 1;
+    }
+    out
+}
 
 /// Descriptions of the parameters whose meaning is not obvious from the name.
 fn describe(param: &str) -> Option<&'static str> {

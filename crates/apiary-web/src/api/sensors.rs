@@ -95,7 +95,7 @@ pub async fn create(
 }
 
 async fn load(st: &AppState, uuid: &str) -> AppResult<(SensorRecord, Option<Ident>)> {
-    let rec = st.store.get_sensor(uuid).await?.ok_or(AppError::NotFound)?;
+    let rec = ops::sensor(&*st.store, uuid).await?;
     let ident = st.store.get_ident(&rec.ident).await?;
     Ok((rec, ident))
 }
@@ -123,7 +123,7 @@ pub async fn update(
         match k.as_str() {
             "name" | "hostname" => {
                 let v = v.as_str().map(str::trim).unwrap_or_default();
-                if v.is_empty() || v.len() > 255 || v.chars().any(char::is_control) {
+                if !ops::valid_sensor_label(v) {
                     return Err(AppError::BadRequest(format!(
                         "\"{k}\" must be 1 to 255 characters."
                     )));

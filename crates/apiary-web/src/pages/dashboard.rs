@@ -117,21 +117,9 @@ async fn load(store: Arc<dyn Store>) -> Result<DashboardData, AppError> {
 pub async fn show(State(st): State<AppState>, PageCaller(c): PageCaller, _p: Params) -> PageResult {
     let store = st.store.clone();
     let data = st.dashboard.get(move || load(store)).await?;
-    let DashboardData {
-        total,
-        hours,
-        ips,
-        ports,
-        honeypots,
-        sensors,
-        sigs,
-        users,
-        passwords,
-        names,
-        countries,
-    } = &*data;
-    let total = *total;
-    let points: Vec<(String, u64)> = hours
+    let d = &*data;
+    let points: Vec<(String, u64)> = d
+        .hours
         .iter()
         .map(|h| (h.hour.format("%m-%d %H:00").to_string(), h.count))
         .collect();
@@ -143,29 +131,29 @@ pub async fn show(State(st): State<AppState>, PageCaller(c): PageCaller, _p: Par
         }
         script src=(format!("/static/map/live.js?v={}", crate::live::ASSET_VERSION)) {}
         div.card {
-            p { "Attacks in the last 24 hours: " a.big href="/ui/attacks/?hours_ago=24" { (thousands(total)) } }
+            p { "Attacks in the last 24 hours: " a.big href="/ui/attacks/?hours_ago=24" { (thousands(d.total)) } }
             (bar_chart(&points, 720, 120))
         }
         div.grid {
             div.card {
                 h2 { "Top 5 attacker IPs" }
-                @if ips.is_empty() { p { "None." } }
+                @if d.ips.is_empty() { p { "None." } }
                 table {
-                    @for (ip, n) in ips {
+                    @for (ip, n) in &d.ips {
                         tr {
                             td { a href=(attacker_link(ip)) { (ip) } }
-                            td { @if let Some(cc) = countries.get(ip) { a href=(report_link("country", cc)) { (cc) } } @else { "?" } }
+                            td { @if let Some(cc) = d.countries.get(ip) { a href=(report_link("country", cc)) { (cc) } } @else { "?" } }
                             td.n { a href=(report_link("source_ip", ip)) { (thousands(*n)) } }
                         }
                     }
                 }
             }
-            (top_list("Top 5 attacked ports", ports, |v| report_link("destination_port", v), str::to_owned))
-            (top_list("Top 5 honeypots", honeypots, |v| report_link("honeypot", v), str::to_owned))
-            (top_list("Top 5 sensors", sensors, |v| report_link("identifier", v), |v| names.get(v).cloned().unwrap_or_else(|| v.to_owned())))
-            (top_list("Top 5 IDS signatures", sigs, |v| report_link("signature", v), str::to_owned))
-            (top_list("Top 5 usernames", users, |v| report_link("credential", v), str::to_owned))
-            (top_list("Top 5 passwords", passwords, |v| report_link("credential", v), str::to_owned))
+            (top_list("Top 5 attacked ports", &d.ports, |v| report_link("destination_port", v), str::to_owned))
+            (top_list("Top 5 honeypots", &d.honeypots, |v| report_link("honeypot", v), str::to_owned))
+            (top_list("Top 5 sensors", &d.sensors, |v| report_link("identifier", v), |v| d.names.get(v).cloned().unwrap_or_else(|| v.to_owned())))
+            (top_list("Top 5 IDS signatures", &d.sigs, |v| report_link("signature", v), str::to_owned))
+            (top_list("Top 5 usernames", &d.users, |v| report_link("credential", v), str::to_owned))
+            (top_list("Top 5 passwords", &d.passwords, |v| report_link("credential", v), str::to_owned))
         }
     };
     Ok(Page(layout("Dashboard", &c, body)))

@@ -15,7 +15,7 @@ use crate::error::{AppError, AppForm};
 use crate::query::human;
 use crate::state::AppState;
 
-use super::{csrf_field, layout, HtmlError, Page, PageResult};
+use super::{csrf_field, layout, CsrfForm, HtmlError, Page, PageResult};
 
 /// `GET /ui/deploy/`.
 pub async fn list(State(st): State<AppState>, PageCaller(c): PageCaller) -> PageResult {
@@ -226,13 +226,6 @@ pub async fn new_token(
         p { a href="/ui/deploy/" { "Back to deploy" } }
     };
     Ok(Page(layout(&format!("Deploy {}", s.name), &c, body)))
-}
-
-/// A form with only the CSRF token.
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
 }
 
 /// `POST /ui/deploy/tokens/<id>/revoke/`.

@@ -11,7 +11,7 @@ use crate::error::{AppError, AppForm};
 use crate::query::Params;
 use crate::state::AppState;
 
-use super::{bare, HtmlError, Page};
+use super::{bare, CsrfForm, HtmlError, Page};
 
 fn login_page(st: &AppState, next: &str, error: Option<&str>, status: StatusCode) -> Response {
     let token = auth::random_token();
@@ -112,13 +112,6 @@ pub async fn submit(
         }
         Err(e) => HtmlError(e).into_response(),
     }
-}
-
-/// The sign-out form.
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
 }
 
 /// `POST /ui/logout/`.

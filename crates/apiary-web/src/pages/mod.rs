@@ -16,6 +16,7 @@ pub mod settings;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
+use serde::Deserialize;
 
 use crate::auth::Caller;
 use crate::error::AppError;
@@ -117,6 +118,13 @@ pub fn layout(title: &str, c: &Caller, body: Markup) -> Markup {
             main { h1 { (title) } (body) }
         },
     )
+}
+
+/// A form with only the CSRF token (sign-out, delete, revoke, rotate buttons).
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
 }
 
 /// A hidden CSRF field for forms.

@@ -9,13 +9,13 @@ use chrono::Utc;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use crate::auth::{Caller, PageCaller};
+use crate::auth::PageCaller;
 use crate::error::AppForm;
 use crate::ops::{self, NewSensor};
 use crate::query::human;
 use crate::state::AppState;
 
-use super::{csrf_field, layout, report_link, thousands, HtmlError, Page, PageResult};
+use super::{csrf_field, layout, report_link, thousands, CsrfForm, HtmlError, Page, PageResult};
 
 /// `GET /ui/sensors/`.
 pub async fn list(State(st): State<AppState>, PageCaller(c): PageCaller) -> PageResult {
@@ -129,13 +129,6 @@ pub async fn add(
     )))
 }
 
-/// A form with only the CSRF token.
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
-
 /// The rename form.
 #[derive(Deserialize)]
 pub struct RenameForm {
@@ -147,10 +140,6 @@ pub struct RenameForm {
     hostname: String,
 }
 
-fn check(c: &Caller, csrf: &str) -> Result<(), HtmlError> {
-    Ok(c.require_form_write(csrf)?)
-}
-
 /// `POST /ui/sensors/<uuid>/rename/`.
 pub async fn rename(
     State(st): State<AppState>,
@@ -158,15 +147,11 @@ pub async fn rename(
     Path(uuid): Path<String>,
     AppForm(f): AppForm<RenameForm>,
 ) -> Result<Response, HtmlError> {
-    check(&c, &f.csrf)?;
-    let mut rec = st
-        .store
-        .get_sensor(&uuid)
-        .await?
-        .ok_or(crate::error::AppError::NotFound)?;
+    c.require_form_write(&f.csrf)?;
+    let mut rec = ops::sensor(&*st.store, &uuid).await?;
     for (field, v) in [(&mut rec.name, f.name), (&mut rec.hostname, f.hostname)] {
         let v = v.trim();
-        if v.is_empty() || v.len() > 255 || v.chars().any(char::is_control) {
+        if !ops::valid_sensor_label(v) {
             return Err(crate::error::AppError::BadRequest(
                 "Name and hostname must be 1 to 255 characters.".into(),
             )
@@ -185,7 +170,7 @@ pub async fn delete(
     Path(uuid): Path<String>,
     AppForm(f): AppForm<CsrfForm>,
 ) -> Result<Response, HtmlError> {
-    check(&c, &f.csrf)?;
+    c.require_form_write(&f.csrf)?;
     ops::delete_sensor(&*st.store, &uuid).await?;
     Ok(Redirect::to("/ui/sensors/").into_response())
 }
@@ -198,13 +183,9 @@ pub async fn rotate(
     Path(uuid): Path<String>,
     AppForm(f): AppForm<CsrfForm>,
 ) -> PageResult {
-    check(&c, &f.csrf)?;
+    c.require_form_write(&f.csrf)?;
     let ident = ops::rotate_secret(&*st.store, &uuid).await?;
-    let rec = st
-        .store
-        .get_sensor(&uuid)
-        .await?
-        .ok_or(crate::error::AppError::NotFound)?;
+    let rec = ops::sensor(&*st.store, &uuid).await?;
     let title = format!("New secret for {}", rec.name);
     Ok(Page(layout(
         &title,

@@ -14,7 +14,7 @@ use crate::error::{AppError, AppForm};
 use crate::query::human;
 use crate::state::AppState;
 
-use super::{csrf_field, layout, HtmlError, Page, PageResult};
+use super::{csrf_field, layout, CsrfForm, HtmlError, Page, PageResult};
 
 /// `GET /ui/settings/`.
 pub async fn show(State(st): State<AppState>, PageCaller(c): PageCaller) -> PageResult {
@@ -121,11 +121,7 @@ pub async fn change_password(
     auth::check_new_password(&f.password)?;
     // Re-check the current password (rate limited like a sign-in).
     auth::authenticate(&st, None, &c.user.email, &f.current).await?;
-    let params = st.auth.argon2.clone();
-    let pw = f.password;
-    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&pw, &params))
-        .await
-        .map_err(|e| AppError::Internal(e.to_string()))??;
+    let hash = auth::hash_password_blocking(f.password, st.auth.argon2.clone()).await?;
     st.store.set_password(c.user.id, &hash).await?;
     st.store.delete_user_sessions(c.user.id).await?;
     tracing::info!(user = c.user.id, "password changed");
@@ -155,13 +151,6 @@ pub async fn create_key(
         p { a href="/ui/settings/" { "Back to settings" } }
     };
     Ok(Page(layout("New API key", &c, body)))
-}
-
-/// A form with only the CSRF token.
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
 }
 
 /// `POST /ui/settings/apikeys/<id>/delete/`: your own keys; admins any key.
@@ -201,11 +190,7 @@ pub async fn add_user(
     c.require_form_write(&f.csrf)?;
     let role = Role::parse(&f.role).ok_or_else(|| AppError::BadRequest("Unknown role.".into()))?;
     auth::check_new_password(&f.password)?;
-    let params = st.auth.argon2.clone();
-    let pw = f.password;
-    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&pw, &params))
-        .await
-        .map_err(|e| AppError::Internal(e.to_string()))??;
+    let hash = auth::hash_password_blocking(f.password, st.auth.argon2.clone()).await?;
     st.store.create_user(&f.email, role, &hash).await?;
     Ok(Redirect::to("/ui/settings/").into_response())
 }
