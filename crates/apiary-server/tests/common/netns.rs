@@ -87,7 +87,8 @@ pub fn wait_for_daemon(what: &str, secs: u64, log: &dyn Fn() -> String, f: impl 
 /// Shell commands, run in a deploy's private mount namespace before the deploy command,
 /// that make a venv's interpreter reachable for an unprivileged user (the honeypot's own)
 /// when it sits under a root-only /root (pyenv): /root becomes a world-readable tmpfs
-/// holding only the interpreter's top directory. Empty when the user can run it anyway.
+/// holding only the interpreter's (and the venv's) top directory. Empty when the user can run
+/// it anyway.
 pub fn interpreter_view(venv: &Path, stage: &Path) -> String {
     let python = std::fs::canonicalize(venv.join("bin/python3")).unwrap();
     // Through a shell: setpriv's own exec still has root's capabilities (a script it runs
@@ -99,20 +100,35 @@ pub fn interpreter_view(venv: &Path, stage: &Path) -> String {
     if reachable {
         return String::new();
     }
-    let Ok(rest) = python.strip_prefix("/root") else {
-        panic!("{} is not runnable by unprivileged users", python.display());
-    };
-    let top = rest
-        .components()
-        .next()
-        .unwrap()
-        .as_os_str()
-        .to_string_lossy();
+    assert!(
+        python.starts_with("/root"),
+        "{} is not runnable by unprivileged users",
+        python.display()
+    );
+    // What the honeypot's user must reach under /root: the interpreter's top directory, and
+    // the venv's when the checkout is there too.
+    let venv = std::fs::canonicalize(venv).unwrap();
+    let mut tops: Vec<String> = [python.as_path(), venv.as_path()]
+        .iter()
+        .filter_map(|p| p.strip_prefix("/root").ok())
+        .filter_map(|rest| rest.components().next())
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    tops.dedup();
     let s = stage.display();
-    format!(
-        "mkdir -p {s} && mount --bind /root/{top} {s} && mount -t tmpfs -o mode=0755 none /root && \
-         mkdir /root/{top} && mount --bind {s} /root/{top} && "
-    )
+    let mut cmd = String::new();
+    for top in &tops {
+        cmd.push_str(&format!(
+            "mkdir -p {s}/{top} && mount --bind /root/{top} {s}/{top} && "
+        ));
+    }
+    cmd.push_str("mount -t tmpfs -o mode=0755 none /root && ");
+    for top in &tops {
+        cmd.push_str(&format!(
+            "mkdir /root/{top} && mount --bind {s}/{top} /root/{top} && "
+        ));
+    }
+    cmd
 }
 
 /// A Python venv `.venv-<name>` at the repo root, usable when the Python code `check` exits
