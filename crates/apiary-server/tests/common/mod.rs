@@ -257,3 +257,26 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
+
+/// The Python of the test venv (`APIARY_TEST_PYTHON`, else `.venv/bin/python`); panics
+/// when it is missing.
+pub fn test_python() -> PathBuf {
+    let python = std::env::var("APIARY_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join(".venv/bin/python"));
+    assert!(
+        python.exists(),
+        "no Python venv at {}: run `bash .ci/run` first",
+        python.display()
+    );
+    python
+}
+
+/// Panics with the command's stderr unless it exited successfully.
+pub fn assert_success(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
