@@ -27,6 +27,7 @@ use apiary_model::{Credential, GeoInfo, IdsAlert, Normalized, RawEvent, Session,
 use apiary_store::{
     Dimension, IngestItem, Page, SessionFilter, SourceGrouping, Store, TopSourcesQuery,
 };
+use apiary_testdata::reference;
 use bytes::Bytes;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 
@@ -193,15 +194,7 @@ fn reference(
     start: DateTime<Utc>,
     step_us: i64,
 ) -> rusqlite::Result<StdDuration> {
-    let mut conn = rusqlite::Connection::open(path)?;
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;
-         CREATE TABLE sessions (id INTEGER PRIMARY KEY, ts INTEGER, source_ip TEXT, source_key BLOB,
-             source_port INTEGER, destination_ip TEXT, destination_port INTEGER, protocol TEXT,
-             honeypot TEXT, channel TEXT, sensor TEXT, internal INTEGER, country_code TEXT,
-             country TEXT, city TEXT, latitude REAL, longitude REAL, asn INTEGER, as_org TEXT,
-             destination_geo TEXT, signature TEXT, raw_id INTEGER, details TEXT);",
-    )?;
+    let mut conn = reference::open_reference_db(path)?;
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     let mut spent = StdDuration::ZERO;
     let mut done = 0;
@@ -211,49 +204,12 @@ fn reference(
         let t = Instant::now();
         let tx = conn.transaction()?;
         {
-            let mut st = tx.prepare_cached(
-                "INSERT INTO sessions (ts, source_ip, source_key, source_port, destination_ip,
-                     destination_port, protocol, honeypot, channel, sensor, internal, country_code,
-                     country, city, latitude, longitude, asn, as_org, destination_geo, signature,
-                     raw_id, details)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                     ?17, ?18, ?19, ?20, ?21, ?22)",
-            )?;
+            let mut st = reference::prepare_insert(&tx)?;
             for (i, item) in items.iter().enumerate() {
                 let Ok(records) = &item.outcome else { continue };
                 for r in records {
                     let Normalized::Session(s) = r else { continue };
-                    let geo = s.source_geo.as_ref();
-                    let key = match s.source_ip {
-                        Some(IpAddr::V4(v4)) => Some(v4.to_ipv6_mapped().octets()),
-                        Some(IpAddr::V6(v6)) => Some(v6.octets()),
-                        None => None,
-                    };
-                    let details = serde_json::to_string(&s.details).unwrap_or_default();
-                    st.execute(rusqlite::params![
-                        s.timestamp.timestamp_micros(),
-                        s.source_ip.map(|i| i.to_string()),
-                        key.as_ref().map(|k| &k[..]),
-                        s.source_port,
-                        s.destination_ip.map(|i| i.to_string()),
-                        s.destination_port,
-                        s.protocol,
-                        s.honeypot,
-                        s.channel,
-                        s.sensor,
-                        s.internal,
-                        geo.and_then(|g| g.country_code.as_deref()),
-                        geo.and_then(|g| g.country.as_deref()),
-                        geo.and_then(|g| g.city.as_deref()),
-                        geo.and_then(|g| g.latitude),
-                        geo.and_then(|g| g.longitude),
-                        geo.and_then(|g| g.asn),
-                        geo.and_then(|g| g.as_org.as_deref()),
-                        None::<String>,
-                        s.details.ids.as_ref().map(|a| a.signature.as_str()),
-                        (done + i) as i64,
-                        details,
-                    ])?;
+                    reference::insert_session(&mut st, s, (done + i) as i64)?;
                 }
             }
         }

@@ -10,6 +10,9 @@
 //! - [`address_pool`], [`payload`], [`sensor_ip`], [`live_payloads`]: what is generated.
 //! - [`preload`]: N sessions over the last D days through `Store::insert_batch`.
 //! - [`geo_db`]: the geolocation databases in `data/geo`, when present.
+//! - [`reference`]: the benchmarks' plain-SQLite reference insert of the same rows.
+
+pub mod reference;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
