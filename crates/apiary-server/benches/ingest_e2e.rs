@@ -32,7 +32,8 @@ use apiary_broker::{Broker, BrokerConfig};
 use apiary_geo::GeoDb;
 use apiary_ingest::pipeline::{process, IngestMetrics, Pipeline, PipelineConfig};
 use apiary_model::{Ident, Normalized, RawEvent, Secret};
-use apiary_store::{Dimension, IngestItem, Page, SessionFilter, Store};
+use apiary_store::{Dimension, IngestItem, Store};
+use apiary_testdata::timing::time_dashboard_queries;
 use apiary_testdata::{
     address_pool, geo_db, live_payloads, load_average, preload, reference, BoxError, PreloadSpec,
 };
@@ -284,28 +285,6 @@ fn reference(
     Ok(t.elapsed())
 }
 
-async fn time_query<T, F, Fut>(label: &str, runs: usize, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = apiary_store::Result<T>>,
-{
-    let mut times = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let t = Instant::now();
-        if let Err(e) = f().await {
-            println!("  {label:<40} error: {e}");
-            return;
-        }
-        times.push(t.elapsed());
-    }
-    times.sort();
-    println!(
-        "  {label:<40} p50 {:>9.2} ms   max {:>9.2} ms",
-        times[times.len() / 2].as_secs_f64() * 1e3,
-        times[times.len() - 1].as_secs_f64() * 1e3
-    );
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), BoxError> {
     let a = Args::parse()?;
@@ -423,7 +402,7 @@ async fn main() -> Result<(), BoxError> {
         "queries over the last 24 h ({} sessions in range, {after} stored):",
         store.total_sessions(since, until).await?
     );
-    for d in [
+    let dimensions = [
         Dimension::SourceIp,
         Dimension::DestinationPort,
         Dimension::Honeypot,
@@ -431,31 +410,8 @@ async fn main() -> Result<(), BoxError> {
         Dimension::Password,
         Dimension::Country,
         Dimension::Sensor,
-    ] {
-        time_query(&format!("top 10 {}", d.name()), 7, || {
-            store.top(d, since, until, 10)
-        })
-        .await;
-    }
-    time_query("counts_per_hour (all)", 7, || {
-        store.counts_per_hour(since, until, None)
-    })
-    .await;
-    time_query("counts_per_hour (honeypot=cowrie)", 7, || {
-        store.counts_per_hour(since, until, Some((Dimension::Honeypot, "cowrie".into())))
-    })
-    .await;
-    time_query("total_sessions", 7, || store.total_sessions(since, until)).await;
-    time_query("sessions first page (50)", 7, || {
-        store.sessions(
-            SessionFilter {
-                since: Some(since),
-                ..Default::default()
-            },
-            Page::first(50),
-        )
-    })
-    .await;
+    ];
+    time_dashboard_queries(&*store, since, until, 7, &dimensions).await;
     println!("load average {}", load_average());
     store.close().await;
     Ok(())

@@ -28,6 +28,7 @@ use apiary_store::{
     Dimension, IngestItem, Page, SessionFilter, SourceGrouping, Store, TopSourcesQuery,
 };
 use apiary_testdata::reference;
+use apiary_testdata::timing::{time_dashboard_queries, time_query};
 use bytes::Bytes;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 
@@ -220,28 +221,6 @@ fn reference(
     Ok(spent)
 }
 
-async fn time_query<T, F, Fut>(label: &str, runs: usize, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = apiary_store::Result<T>>,
-{
-    let mut times = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let t = Instant::now();
-        if let Err(e) = f().await {
-            println!("  {label:<44} error: {e}");
-            return;
-        }
-        times.push(t.elapsed());
-    }
-    times.sort();
-    println!(
-        "  {label:<44} median {:>9.2} ms   max {:>9.2} ms",
-        times[times.len() / 2].as_secs_f64() * 1e3,
-        times[times.len() - 1].as_secs_f64() * 1e3
-    );
-}
-
 /// Runs SQL with the `psql` client (schema set-up only; the store has its own driver).
 fn psql(url: &str, sql: &str) -> Result<(), Box<dyn std::error::Error>> {
     let out = std::process::Command::new("psql")
@@ -324,7 +303,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "queries over the last 24 h ({} sessions in range):",
         store.total_sessions(since, now).await?
     );
-    for d in [
+    let dimensions = [
         Dimension::SourceIp,
         Dimension::DestinationPort,
         Dimension::Country,
@@ -333,31 +312,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Dimension::Username,
         Dimension::Password,
         Dimension::Signature,
-    ] {
-        time_query(&format!("top 10 {}", d.name()), 5, || {
-            store.top(d, since, now, 10)
-        })
-        .await;
-    }
-    time_query("counts_per_hour (all)", 5, || {
-        store.counts_per_hour(since, now, None)
-    })
-    .await;
-    time_query("counts_per_hour (honeypot=cowrie)", 5, || {
-        store.counts_per_hour(since, now, Some((Dimension::Honeypot, "cowrie".into())))
-    })
-    .await;
-    time_query("total_sessions", 5, || store.total_sessions(since, now)).await;
-    time_query("sessions first page (50)", 5, || {
-        store.sessions(
-            SessionFilter {
-                since: Some(since),
-                ..Default::default()
-            },
-            Page::first(50),
-        )
-    })
-    .await;
+    ];
+    time_dashboard_queries(&*store, since, now, 5, &dimensions).await;
     let top_ip = store.top(Dimension::SourceIp, since, now, 1).await?;
     if let Some((ip, _)) = top_ip.first() {
         let ip: IpAddr = ip.parse()?;

@@ -11,8 +11,10 @@
 //! - [`preload`]: N sessions over the last D days through `Store::insert_batch`.
 //! - [`geo_db`]: the geolocation databases in `data/geo`, when present.
 //! - [`reference`]: the benchmarks' plain-SQLite reference insert of the same rows.
+//! - [`timing`]: timing store queries (median and maximum of a few runs).
 
 pub mod reference;
+pub mod timing;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
