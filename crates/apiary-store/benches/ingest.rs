@@ -27,34 +27,13 @@ use apiary_model::{Credential, GeoInfo, IdsAlert, Normalized, RawEvent, Session,
 use apiary_store::{
     Dimension, IngestItem, Page, SessionFilter, SourceGrouping, Store, TopSourcesQuery,
 };
-use apiary_testdata::reference;
 use apiary_testdata::timing::{time_dashboard_queries, time_query};
+use apiary_testdata::{reference, Rng};
 use bytes::Bytes;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 
 /// Hours the generated sessions span, ending now.
 const SPAN_HOURS: i64 = 72;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    /// Skewed pick: low indexes far more often, like real attacker/port distributions.
-    fn skewed(&mut self, n: u64) -> u64 {
-        let a = self.below(n);
-        self.below(a + 1)
-    }
-}
 
 const HONEYPOTS: &[&str] = &[
     "cowrie", "dionaea", "glastopf", "snort", "conpot", "wordpot",
@@ -142,7 +121,7 @@ fn batch(
                 s.source_ip.map(|i| i.to_string()).unwrap_or_default(),
                 s.source_port.unwrap_or(0),
                 s.destination_port.unwrap_or(0),
-                rng.next()
+                rng.next_u64()
             );
             IngestItem {
                 raw: RawEvent {
