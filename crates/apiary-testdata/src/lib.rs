@@ -12,8 +12,10 @@
 //! - [`geo_db`]: the geolocation databases in `data/geo`, when present.
 //! - [`reference`]: the benchmarks' plain-SQLite reference insert of the same rows.
 //! - [`timing`]: timing store queries (median and maximum of a few runs).
+//! - [`server`]: running the `apiary` binary (admin commands, `apiary server`) from tests.
 
 pub mod reference;
+pub mod server;
 pub mod timing;
 
 use std::net::{IpAddr, Ipv4Addr};
