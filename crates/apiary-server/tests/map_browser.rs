@@ -19,6 +19,23 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
+/// The ident `sensor-map` signed in over hpfeeds, publishing Cowrie sessions.
+struct MapSensor(RawClient);
+
+impl MapSensor {
+    fn connect(server: &TestServer) -> MapSensor {
+        let mut c = RawClient::connect(server.hpfeeds);
+        c.auth("sensor-map", "s3cret");
+        MapSensor(c)
+    }
+
+    /// Publishes a Cowrie session from `ip` that logged in as `user`.
+    fn session(&mut self, ip: &str, user: &str) {
+        self.0
+            .publish("sensor-map", "cowrie.sessions", &cowrie(ip, user));
+    }
+}
+
 fn cowrie(ip: &str, user: &str) -> Vec<u8> {
     serde_json::json!({
         "session": "b1", "peerIP": ip, "peerPort": 40000, "hostIP": "10.0.0.5", "hostPort": 22,
@@ -63,13 +80,8 @@ fn map_page_shows_markers_and_log_lines_in_chromium() {
     let server = map_server("map@example.org");
 
     // One event before the page opens: it must arrive through the history replay.
-    let mut p = RawClient::connect(server.hpfeeds);
-    p.auth("sensor-map", "s3cret");
-    p.publish(
-        "sensor-map",
-        "cowrie.sessions",
-        &cowrie("200.160.2.3", "early"),
-    );
+    let mut p = MapSensor::connect(&server);
+    p.session("200.160.2.3", "early");
 
     let artifacts = repo_root().join("artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
@@ -102,7 +114,7 @@ fn map_page_shows_markers_and_log_lines_in_chromium() {
         ("133.242.0.1", "pi"),
         ("8.8.8.8", "root"),
     ] {
-        p.publish("sensor-map", "cowrie.sessions", &cowrie(ip, user));
+        p.session(ip, user);
         std::thread::sleep(Duration::from_millis(100));
     }
     writeln!(child.stdin.as_mut().unwrap(), "PUBLISHED").unwrap();
@@ -239,20 +251,11 @@ fn wait_committed(server: &TestServer, n: u64) {
 fn map_replay_hover_dedupe_and_burst_in_chromium() {
     let password = ADMIN_PASSWORD;
     let server = map_server("replay@example.org");
-    let mut p = RawClient::connect(server.hpfeeds);
-    p.auth("sensor-map", "s3cret");
+    let mut p = MapSensor::connect(&server);
 
     // Before the page opens: BR and JP, stored.
-    p.publish(
-        "sensor-map",
-        "cowrie.sessions",
-        &cowrie("200.160.2.3", "hist1"),
-    );
-    p.publish(
-        "sensor-map",
-        "cowrie.sessions",
-        &cowrie("133.242.0.1", "hist2"),
-    );
+    p.session("200.160.2.3", "hist1");
+    p.session("133.242.0.1", "hist2");
     wait_committed(&server, 2);
 
     // The page opens its stream, then waits 3 s before loading history: US and GB,
@@ -268,12 +271,8 @@ fn map_replay_hover_dedupe_and_burst_in_chromium() {
         "var s = window.apiaryMap && window.apiaryMap.stats(); return s && s.connected && s.countries > 100 && s",
         30,
     );
-    p.publish("sensor-map", "cowrie.sessions", &cowrie("8.8.8.8", "live1"));
-    p.publish(
-        "sensor-map",
-        "cowrie.sessions",
-        &cowrie("81.2.69.142", "live2"),
-    );
+    p.session("8.8.8.8", "live1");
+    p.session("81.2.69.142", "live2");
     let s = b.wait(
         "var s = window.apiaryMap.stats(); return s.events >= 4 && s.queued === 0 && \
          document.getElementById('map-log').innerText.indexOf('Loaded 4 events') >= 0 && s",
@@ -366,7 +365,7 @@ fn map_replay_hover_dedupe_and_burst_in_chromium() {
     assert_eq!(s["attackers"], 4, "{s}");
     assert!(s["arcsTotal"].as_u64().unwrap() >= 1, "{s}");
     // Live events are not mixed into a replay...
-    p.publish("sensor-map", "cowrie.sessions", &cowrie("5.9.0.1", "live3"));
+    p.session("5.9.0.1", "live3");
     wait_committed(&server, 5);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(b.stats()["events"], 4);
@@ -397,7 +396,7 @@ fn map_replay_hover_dedupe_and_burst_in_chromium() {
             (i / 13) % 250 + 1,
             i % 200 + 20
         );
-        p.publish("sensor-map", "cowrie.sessions", &cowrie(&ip, "burst"));
+        p.session(&ip, "burst");
         if i % 10 == 9 {
             let due = t0 + Duration::from_millis(i + 1);
             if let Some(w) = due.checked_duration_since(std::time::Instant::now()) {
