@@ -19,31 +19,21 @@ Each command is one JSON object on a line of stdin; each answer is one line on s
 Exit code 2 when the browser cannot be started (the first line is then "ERR ...").
 """
 import json
-import os
 import sys
-import tempfile
 import time
+
+from chromium import start_chromium
 
 
 def main():
     try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
         from selenium.webdriver.common.action_chains import ActionChains
         from selenium.webdriver.common.by import By
     except ImportError as e:
         print(f"ERR selenium missing: {e}", flush=True)
         return 2
-    profile = tempfile.mkdtemp(prefix="apiary-chromium-")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = os.environ.get("APIARY_CHROMIUM", "/usr/bin/chromium")
-    for f in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-              "--disable-background-networking", "--disable-component-update", "--disable-sync",
-              "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1400,1000"]:
-        opts.add_argument(f)
-    service = Service(os.environ.get("APIARY_CHROMEDRIVER", "/usr/bin/chromedriver"))
     try:
-        d = webdriver.Chrome(options=opts, service=service)
+        d = start_chromium()
     except Exception as e:  # noqa: BLE001
         print(f"ERR cannot start chromium: {e}".replace("\n", " "), flush=True)
         return 2

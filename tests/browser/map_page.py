@@ -10,10 +10,10 @@ is not available (the Rust test reports that as a failure with the reason).
 """
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
+
+from chromium import start_chromium
 
 
 def main():
@@ -26,22 +26,12 @@ def main():
     ap.add_argument("--timeout", type=float, default=30)
     a = ap.parse_args()
     try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
         from selenium.webdriver.common.by import By
     except ImportError as e:
         print(f"selenium missing: {e}", file=sys.stderr)
         return 2
-    profile = tempfile.mkdtemp(prefix="apiary-chromium-")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = os.environ.get("APIARY_CHROMIUM", "/usr/bin/chromium")
-    for f in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-              "--disable-background-networking", "--disable-component-update", "--disable-sync",
-              "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1400,1000"]:
-        opts.add_argument(f)
-    service = Service(os.environ.get("APIARY_CHROMEDRIVER", "/usr/bin/chromedriver"))
     try:
-        d = webdriver.Chrome(options=opts, service=service)
+        d = start_chromium()
     except Exception as e:  # noqa: BLE001
         print(f"cannot start chromium: {e}", file=sys.stderr)
         return 2

@@ -8,7 +8,7 @@
 //! Subscribers are known to be subscribed before anything is measured: a probe connection
 //! publishes marker frames until every subscriber has seen one.
 
-use std::io::{self, Read};
+use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
@@ -252,13 +252,7 @@ fn subscriber_loop(mut s: TcpStream, cx: SubCtx) -> SubResult {
                     break;
                 }
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if wire::is_retryable(&e) => {}
             Err(e) => {
                 r.error = Some(format!("subscriber read: {e}"));
                 break;

@@ -109,6 +109,15 @@ impl Batch {
     }
 }
 
+/// A socket error that only means "not now": the timeout set on the socket passed, the
+/// call would block or was interrupted; the caller checks its deadline and tries again.
+pub fn is_retryable(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
 /// Writes all of `data`, tolerating send timeouts (set on the socket) so that the caller's
 /// deadline is checked even when the broker stops reading. Returns false on deadline.
 pub fn write_all_until(s: &mut TcpStream, mut data: &[u8], deadline: Instant) -> io::Result<bool> {
@@ -116,14 +125,7 @@ pub fn write_all_until(s: &mut TcpStream, mut data: &[u8], deadline: Instant) ->
         match s.write(data) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => data = &data[n..],
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
+            Err(e) if is_retryable(&e) => {
                 if Instant::now() >= deadline {
                     return Ok(false);
                 }

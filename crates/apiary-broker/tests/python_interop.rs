@@ -41,34 +41,18 @@ async fn roundtrip(sub_mode: &str, pub_mode: &str) {
     rust_sub.subscribe("test").await;
     expect_join(&mut watch, "both").await;
 
-    let args = [
-        "--ident",
-        "sub1",
-        "--secret",
-        "subsecret",
-        "--channel",
-        "test",
-        "--count",
-        "2",
-    ];
-    let mut py_sub = PyPeer::spawn(sub_mode, b.addr, &args);
+    let args = ["--channel", "test", "--count", "2"];
+    let mut py_sub = PyPeer::spawn_as(sub_mode, b.addr, "sub1", "subsecret", &args);
     py_sub.expect("connected").await;
     expect_join(&mut watch, "sub1").await;
 
     let payload = r#"{"from": "python", "n": 1}"#;
-    let py_pub = PyPeer::spawn(
+    let py_pub = PyPeer::spawn_as(
         pub_mode,
         b.addr,
-        &[
-            "--ident",
-            "pub1",
-            "--secret",
-            "pubsecret",
-            "--channel",
-            "test",
-            "--payload",
-            payload,
-        ],
+        "pub1",
+        "pubsecret",
+        &["--channel", "test", "--payload", payload],
     );
     let events = py_pub.finish_ok().await;
     assert_eq!(events_of(&events, "published").len(), 1, "{events:?}");
@@ -111,17 +95,12 @@ async fn python_asyncio_client_session_roundtrip() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sync_client_reports_broker_name() {
     let b = start(config(), &idents()).await;
-    let peer = PyPeer::spawn(
+    let peer = PyPeer::spawn_as(
         "sync-auth",
         b.addr,
-        &[
-            "--ident",
-            "pub1",
-            "--secret",
-            "pubsecret",
-            "--wait-error",
-            "1",
-        ],
+        "pub1",
+        "pubsecret",
+        &["--wait-error", "1"],
     );
     let events = peer.finish_ok().await;
     assert_eq!(events[0]["broker"], "apiary-test");
@@ -135,11 +114,7 @@ async fn python_sync_client_sees_auth_failure() {
     let b = start(config(), &idents()).await;
     // hpfeeds.new() sends AUTH and returns without waiting for an answer; the broker's
     // error is what client.wait() reads next.
-    let peer = PyPeer::spawn(
-        "sync-auth",
-        b.addr,
-        &["--ident", "sub1", "--secret", "wrong"],
-    );
+    let peer = PyPeer::spawn_as("sync-auth", b.addr, "sub1", "wrong", &[]);
     let events = peer.finish_ok().await;
     let errors = events_of(&events, "error");
     assert_eq!(errors.len(), 1, "{events:?}");
@@ -147,18 +122,12 @@ async fn python_sync_client_sees_auth_failure() {
     assert_eq!(b.broker.metrics().refusal_count(Refusal::AuthFailed), 1);
 
     // The subscribing client: its run() loop gets the error through the error callback.
-    let peer = PyPeer::spawn(
+    let peer = PyPeer::spawn_as(
         "sync-sub",
         b.addr,
-        &[
-            "--ident",
-            "sub1",
-            "--secret",
-            "wrong",
-            "--channel",
-            "test",
-            "--stop-on-error",
-        ],
+        "sub1",
+        "wrong",
+        &["--channel", "test", "--stop-on-error"],
     );
     let events = peer.finish_ok().await;
     let errors = events_of(&events, "error");
@@ -176,21 +145,12 @@ async fn python_asyncio_client_with_wrong_secret_gets_nothing() {
     // ClientSession considers itself connected as soon as it has sent AUTH; the broker's
     // ERROR then hits its unimplemented on_error (the transport is dropped) and it
     // reconnects, failing again each time. It never receives anything.
-    let peer = PyPeer::spawn(
+    let peer = PyPeer::spawn_as(
         "async-sub",
         b.addr,
-        &[
-            "--ident",
-            "sub1",
-            "--secret",
-            "wrong",
-            "--channel",
-            "test",
-            "--count",
-            "1",
-            "--timeout",
-            "3",
-        ],
+        "sub1",
+        "wrong",
+        &["--channel", "test", "--count", "1", "--timeout", "3"],
     );
     let mut publ = b.login("pub1", "pubsecret").await;
     let m = b.broker.metrics().clone();
@@ -217,14 +177,12 @@ async fn python_clients_get_acl_refusals_and_nothing_is_delivered() {
     spy.sync().await;
 
     // Subscribing outside the ACL: error through the callback, connection kept.
-    let mut py_sub = PyPeer::spawn(
+    let mut py_sub = PyPeer::spawn_as(
         "sync-sub",
         b.addr,
+        "sub1",
+        "subsecret",
         &[
-            "--ident",
-            "sub1",
-            "--secret",
-            "subsecret",
             "--channel",
             "test",
             "--channel",
@@ -237,14 +195,12 @@ async fn python_clients_get_acl_refusals_and_nothing_is_delivered() {
     expect_join(&mut watch, "sub1").await;
 
     // Publishing outside the ACL: error, and the message goes nowhere.
-    let py_pub = PyPeer::spawn(
+    let py_pub = PyPeer::spawn_as(
         "sync-pub",
         b.addr,
+        "pub1",
+        "pubsecret",
         &[
-            "--ident",
-            "pub1",
-            "--secret",
-            "pubsecret",
             "--channel",
             "forbidden",
             "--payload",

@@ -54,6 +54,18 @@ async fn expect_rejected(b: &TestBroker, bytes: &[u8], prefix: &str) -> String {
     text
 }
 
+/// A broker with the default idents that drops connections not authenticated within 300 ms.
+async fn start_with_short_auth_timeout() -> TestBroker {
+    start(
+        BrokerConfig {
+            auth_timeout: Duration::from_millis(300),
+            ..config()
+        },
+        &default_idents(),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn garbage_gets_error_and_close() {
     let b = start(config(), &default_idents()).await;
@@ -222,14 +234,7 @@ async fn frames_above_configured_limit_close_only_that_connection() {
 
 #[tokio::test]
 async fn idle_connections_time_out_and_are_counted() {
-    let b = start(
-        BrokerConfig {
-            auth_timeout: Duration::from_millis(300),
-            ..config()
-        },
-        &default_idents(),
-    )
-    .await;
+    let b = start_with_short_auth_timeout().await;
     let mut conns = Vec::new();
     for _ in 0..50 {
         conns.push(b.connect().await);
@@ -374,14 +379,7 @@ async fn metrics_count_rejections_refusals_and_timeouts() {
     }
 
     // Auth timeouts, on a broker with a short one.
-    let b = start(
-        BrokerConfig {
-            auth_timeout: Duration::from_millis(300),
-            ..config()
-        },
-        &default_idents(),
-    )
-    .await;
+    let b = start_with_short_auth_timeout().await;
     let mut c = b.connect().await;
     c.expect_error("Authentication timeout").await;
     let mut text = String::new();

@@ -69,35 +69,24 @@ async fn python_sync_client_over_tls() {
     watch.sync().await;
 
     let ca = ca.to_str().expect("utf-8 path");
-    let mut sub = PyPeer::spawn(
+    let mut sub = PyPeer::spawn_as(
         "sync-sub",
         tls.addr,
-        &[
-            "--ident",
-            "sub1",
-            "--secret",
-            "subsecret",
-            "--channel",
-            "test",
-            "--count",
-            "2",
-            "--certfile",
-            ca,
-        ],
+        "sub1",
+        "subsecret",
+        &["--channel", "test", "--count", "2", "--certfile", ca],
     );
     let connected = sub.expect("connected").await;
     assert_eq!(connected["broker"], "apiary-test");
     let (_, who, _, what) = watch.expect_publish().await;
     assert_eq!((&who[..], &what[..]), (&b"sub1"[..], &b"join"[..]));
 
-    let publ = PyPeer::spawn(
+    let publ = PyPeer::spawn_as(
         "sync-pub",
         tls.addr,
+        "pub1",
+        "pubsecret",
         &[
-            "--ident",
-            "pub1",
-            "--secret",
-            "pubsecret",
             "--channel",
             "test",
             "--payload",
@@ -121,11 +110,7 @@ async fn python_sync_client_over_tls() {
     }
 
     // A wrong secret over TLS is refused the same way.
-    let bad = PyPeer::spawn(
-        "sync-auth",
-        tls.addr,
-        &["--ident", "pub1", "--secret", "nope", "--certfile", ca],
-    );
+    let bad = PyPeer::spawn_as("sync-auth", tls.addr, "pub1", "nope", &["--certfile", ca]);
     let events = bad.finish_ok().await;
     assert_eq!(
         events_of(&events, "error")[0]["text"],
@@ -143,14 +128,12 @@ async fn client_not_trusting_the_ca_cannot_connect() {
     // (even with reconnect=False), so the script's own deadline ends it.
     let other = tempfile::tempdir().expect("tempdir");
     let (other_ca, _, _) = make_certs(other.path());
-    let peer = PyPeer::spawn(
+    let peer = PyPeer::spawn_as(
         "sync-auth",
         tls.addr,
+        "pub1",
+        "pubsecret",
         &[
-            "--ident",
-            "pub1",
-            "--secret",
-            "pubsecret",
             "--certfile",
             other_ca.to_str().expect("utf-8 path"),
             "--timeout",

@@ -22,7 +22,6 @@
 //!
 //! Nothing is asserted; only figures are printed.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -33,9 +32,10 @@ use apiary_broker::{Broker, BrokerConfig};
 use apiary_geo::GeoDb;
 use apiary_ingest::pipeline::{process, IngestMetrics, Pipeline, PipelineConfig};
 use apiary_model::{Ident, Normalized, RawEvent, Secret};
-use apiary_store::{Dimension, IngestItem, Page, SessionFilter, Store};
+use apiary_store::{Dimension, IngestItem, Store};
+use apiary_testdata::timing::time_dashboard_queries;
 use apiary_testdata::{
-    address_pool, geo_db, live_payloads, load_average, preload, BoxError, PreloadSpec,
+    address_pool, geo_db, live_payloads, load_average, preload, reference, BoxError, PreloadSpec,
 };
 use bytes::Bytes;
 use chrono::{Duration, Utc};
@@ -258,16 +258,7 @@ fn reference(
     total: usize,
     batch: usize,
 ) -> rusqlite::Result<StdDuration> {
-    let mut conn = rusqlite::Connection::open(path)?;
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;
-         CREATE TABLE sessions (id INTEGER PRIMARY KEY, ts INTEGER, source_ip TEXT,
-             source_key BLOB, source_port INTEGER, destination_ip TEXT, destination_port INTEGER,
-             protocol TEXT, honeypot TEXT, channel TEXT, sensor TEXT, internal INTEGER,
-             country_code TEXT, country TEXT, city TEXT, latitude REAL, longitude REAL,
-             asn INTEGER, as_org TEXT, destination_geo TEXT, signature TEXT, raw_id INTEGER,
-             details TEXT);",
-    )?;
+    let mut conn = reference::open_reference_db(path)?;
     let sessions: Vec<&apiary_model::Session> = items
         .iter()
         .filter_map(|i| i.outcome.as_ref().ok())
@@ -283,79 +274,15 @@ fn reference(
         let n = batch.min(total - done);
         let tx = conn.transaction()?;
         {
-            let mut st = tx.prepare_cached(
-                "INSERT INTO sessions (ts, source_ip, source_key, source_port, destination_ip,
-                     destination_port, protocol, honeypot, channel, sensor, internal,
-                     country_code, country, city, latitude, longitude, asn, as_org,
-                     destination_geo, signature, raw_id, details)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                     ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
-            )?;
+            let mut st = reference::prepare_insert(&tx)?;
             for i in done..done + n {
-                let s = sessions[i % sessions.len()];
-                let geo = s.source_geo.as_ref();
-                let key = match s.source_ip {
-                    Some(IpAddr::V4(v4)) => Some(v4.to_ipv6_mapped().octets()),
-                    Some(IpAddr::V6(v6)) => Some(v6.octets()),
-                    None => None,
-                };
-                let details = serde_json::to_string(&s.details).unwrap_or_default();
-                let dgeo = s
-                    .destination_geo
-                    .as_ref()
-                    .and_then(|g| serde_json::to_string(g).ok());
-                st.execute(rusqlite::params![
-                    s.timestamp.timestamp_micros(),
-                    s.source_ip.map(|i| i.to_string()),
-                    key.as_ref().map(|k| &k[..]),
-                    s.source_port,
-                    s.destination_ip.map(|i| i.to_string()),
-                    s.destination_port,
-                    s.protocol,
-                    s.honeypot,
-                    s.channel,
-                    s.sensor,
-                    s.internal,
-                    geo.and_then(|g| g.country_code.as_deref()),
-                    geo.and_then(|g| g.country.as_deref()),
-                    geo.and_then(|g| g.city.as_deref()),
-                    geo.and_then(|g| g.latitude),
-                    geo.and_then(|g| g.longitude),
-                    geo.and_then(|g| g.asn),
-                    geo.and_then(|g| g.as_org.as_deref()),
-                    dgeo,
-                    s.details.ids.as_ref().map(|a| a.signature.as_str()),
-                    i as i64,
-                    details,
-                ])?;
+                reference::insert_session(&mut st, sessions[i % sessions.len()], i as i64)?;
             }
         }
         tx.commit()?;
         done += n;
     }
     Ok(t.elapsed())
-}
-
-async fn time_query<T, F, Fut>(label: &str, runs: usize, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = apiary_store::Result<T>>,
-{
-    let mut times = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let t = Instant::now();
-        if let Err(e) = f().await {
-            println!("  {label:<40} error: {e}");
-            return;
-        }
-        times.push(t.elapsed());
-    }
-    times.sort();
-    println!(
-        "  {label:<40} p50 {:>9.2} ms   max {:>9.2} ms",
-        times[times.len() / 2].as_secs_f64() * 1e3,
-        times[times.len() - 1].as_secs_f64() * 1e3
-    );
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -475,7 +402,7 @@ async fn main() -> Result<(), BoxError> {
         "queries over the last 24 h ({} sessions in range, {after} stored):",
         store.total_sessions(since, until).await?
     );
-    for d in [
+    let dimensions = [
         Dimension::SourceIp,
         Dimension::DestinationPort,
         Dimension::Honeypot,
@@ -483,31 +410,8 @@ async fn main() -> Result<(), BoxError> {
         Dimension::Password,
         Dimension::Country,
         Dimension::Sensor,
-    ] {
-        time_query(&format!("top 10 {}", d.name()), 7, || {
-            store.top(d, since, until, 10)
-        })
-        .await;
-    }
-    time_query("counts_per_hour (all)", 7, || {
-        store.counts_per_hour(since, until, None)
-    })
-    .await;
-    time_query("counts_per_hour (honeypot=cowrie)", 7, || {
-        store.counts_per_hour(since, until, Some((Dimension::Honeypot, "cowrie".into())))
-    })
-    .await;
-    time_query("total_sessions", 7, || store.total_sessions(since, until)).await;
-    time_query("sessions first page (50)", 7, || {
-        store.sessions(
-            SessionFilter {
-                since: Some(since),
-                ..Default::default()
-            },
-            Page::first(50),
-        )
-    })
-    .await;
+    ];
+    time_dashboard_queries(&*store, since, until, 7, &dimensions).await;
     println!("load average {}", load_average());
     store.close().await;
     Ok(())

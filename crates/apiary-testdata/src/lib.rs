@@ -10,6 +10,13 @@
 //! - [`address_pool`], [`payload`], [`sensor_ip`], [`live_payloads`]: what is generated.
 //! - [`preload`]: N sessions over the last D days through `Store::insert_batch`.
 //! - [`geo_db`]: the geolocation databases in `data/geo`, when present.
+//! - [`reference`]: the benchmarks' plain-SQLite reference insert of the same rows.
+//! - [`timing`]: timing store queries (median and maximum of a few runs).
+//! - [`server`]: running the `apiary` binary (admin commands, `apiary server`) from tests.
+
+pub mod reference;
+pub mod server;
+pub mod timing;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -30,6 +37,11 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct Rng(pub u64);
 
 impl Rng {
+    /// A generator from any `seed` (scrambled, never the all-zero state xorshift is stuck in).
+    pub fn seeded(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
@@ -49,6 +61,10 @@ impl Rng {
     pub fn skewed(&mut self, n: u64) -> u64 {
         let a = self.below(n);
         self.below(a + 1)
+    }
+    /// A uniformly chosen element of `items` (which must not be empty).
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
     }
 }
 

@@ -39,6 +39,18 @@ fn ids(v: &Value) -> Vec<i64> {
         .collect()
 }
 
+/// `PUT /api/sensor/{uuid}/` with `body` (no CSRF header).
+async fn put_sensor(app: &App, who: &As, uuid: &str, body: Value) -> Resp {
+    app.json(
+        Method::PUT,
+        &format!("/api/sensor/{uuid}/"),
+        who,
+        body,
+        false,
+    )
+    .await
+}
+
 #[tokio::test]
 async fn session_filters_return_exactly_the_matching_sessions() {
     let (app, key) = seeded().await;
@@ -305,46 +317,14 @@ async fn sensor_registration_is_mhn_compatible() {
         0
     );
 
-    let r = app
-        .json(
-            Method::PUT,
-            &format!("/api/sensor/{uuid}/"),
-            &admin,
-            json!({"name": "renamed"}),
-            false,
-        )
-        .await;
+    let r = put_sensor(&app, &admin, &uuid, json!({"name": "renamed"})).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json()["name"], "renamed");
-    let r = app
-        .json(
-            Method::PUT,
-            &format!("/api/sensor/{uuid}/"),
-            &admin,
-            json!({"honeypot": "x"}),
-            false,
-        )
-        .await;
+    let r = put_sensor(&app, &admin, &uuid, json!({"honeypot": "x"})).await;
     assert_eq!(r.json()["error"], "\"honeypot\" field is not editable.");
-    let r = app
-        .json(
-            Method::PUT,
-            &format!("/api/sensor/{uuid}/"),
-            &admin,
-            json!({"color": "x"}),
-            false,
-        )
-        .await;
+    let r = put_sensor(&app, &admin, &uuid, json!({"color": "x"})).await;
     assert_eq!(r.json()["error"], "\"color\" invalid field.");
-    let r = app
-        .json(
-            Method::PUT,
-            "/api/sensor/nope/",
-            &admin,
-            json!({"name": "y"}),
-            false,
-        )
-        .await;
+    let r = put_sensor(&app, &admin, "nope", json!({"name": "y"})).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 
     let r = app

@@ -10,13 +10,7 @@ use serde_json::json;
 async fn login_sets_a_hardened_cookie_and_logout_ends_it() {
     let app = App::new().await;
     let r = app
-        .json(
-            Method::POST,
-            "/auth/login/",
-            &As::Anon,
-            json!({"email": ADMIN, "password": PASSWORD}),
-            false,
-        )
+        .post_login(json!({"email": ADMIN, "password": PASSWORD}))
         .await;
     assert_eq!(r.status, StatusCode::OK);
     let body = r.json();
@@ -60,13 +54,7 @@ async fn wrong_password_is_401_and_unknown_user_looks_the_same() {
     let app = App::new().await;
     for email in [ADMIN, "nobody@example.org"] {
         let r = app
-            .json(
-                Method::POST,
-                "/auth/login/",
-                &As::Anon,
-                json!({"email": email, "password": "wrong password"}),
-                false,
-            )
+            .post_login(json!({"email": email, "password": "wrong password"}))
             .await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
         assert_eq!(
@@ -74,15 +62,7 @@ async fn wrong_password_is_401_and_unknown_user_looks_the_same() {
             json!({"error": "Incorrect username or password."})
         );
     }
-    let r = app
-        .json(
-            Method::POST,
-            "/auth/login/",
-            &As::Anon,
-            json!({"email": ADMIN}),
-            false,
-        )
-        .await;
+    let r = app.post_login(json!({"email": ADMIN})).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.json()["error"].is_string());
 }
@@ -92,25 +72,13 @@ async fn login_is_rate_limited_per_account() {
     let app = App::new().await;
     for _ in 0..5 {
         let r = app
-            .json(
-                Method::POST,
-                "/auth/login/",
-                &As::Anon,
-                json!({"email": ANALYST, "password": "nope nope"}),
-                false,
-            )
+            .post_login(json!({"email": ANALYST, "password": "nope nope"}))
             .await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     }
     // Even the right password is refused now, without being checked.
     let r = app
-        .json(
-            Method::POST,
-            "/auth/login/",
-            &As::Anon,
-            json!({"email": ANALYST, "password": PASSWORD}),
-            false,
-        )
+        .post_login(json!({"email": ANALYST, "password": PASSWORD}))
         .await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(r.json()["error"].is_string());
@@ -202,15 +170,7 @@ async fn api_keys_work_by_header_and_query_and_are_never_echoed() {
 async fn analyst_cannot_change_anything() {
     let app = App::new().await;
     let admin = app.key(ADMIN).await;
-    let r = app
-        .json(
-            Method::POST,
-            "/api/sensor/",
-            &admin,
-            json!({"name": "s1", "hostname": "h1", "honeypot": "cowrie"}),
-            false,
-        )
-        .await;
+    let r = app.post_sensor_s1(&admin, false).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let uuid = r.json()["uuid"].as_str().unwrap().to_owned();
 
@@ -290,27 +250,11 @@ async fn csrf_is_required_for_cookie_callers() {
     let app = App::new().await;
     let admin = app.login(ADMIN).await;
     // JSON API without the header.
-    let r = app
-        .json(
-            Method::POST,
-            "/api/sensor/",
-            &admin,
-            json!({"name": "s1", "hostname": "h1", "honeypot": "cowrie"}),
-            false,
-        )
-        .await;
+    let r = app.post_sensor_s1(&admin, false).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert!(r.json()["error"].as_str().unwrap().contains("CSRF"));
     // With it.
-    let r = app
-        .json(
-            Method::POST,
-            "/api/sensor/",
-            &admin,
-            json!({"name": "s1", "hostname": "h1", "honeypot": "cowrie"}),
-            true,
-        )
-        .await;
+    let r = app.post_sensor_s1(&admin, true).await;
     assert_eq!(r.status, StatusCode::OK);
     // Forms without or with a wrong token.
     for pairs in [
@@ -498,13 +442,7 @@ async fn settings_flows_password_keys_users() {
         .status
         .is_redirection());
     let r = app
-        .json(
-            Method::POST,
-            "/auth/login/",
-            &As::Anon,
-            json!({"email": ADMIN, "password": "another long one"}),
-            false,
-        )
+        .post_login(json!({"email": ADMIN, "password": "another long one"}))
         .await;
     assert_eq!(r.status, StatusCode::OK);
 }

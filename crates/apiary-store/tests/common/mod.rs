@@ -95,28 +95,21 @@ pub fn base() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2024, 5, 1, 0, 0, 0).unwrap()
 }
 
-/// Small deterministic generator (xorshift); tests need no `rand`.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    pub fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
+/// A fully geolocated source: Ashburn, US, in AS14618 (AMAZON-AES).
+pub fn ashburn_geo() -> GeoInfo {
+    GeoInfo {
+        country_code: Some("US".into()),
+        country: Some("United States".into()),
+        city: Some("Ashburn".into()),
+        latitude: Some(39.0437),
+        longitude: Some(-77.4875),
+        asn: Some(14618),
+        as_org: Some("AMAZON-AES".into()),
     }
 }
+
+/// Small deterministic generator (xorshift); tests need no `rand`.
+pub use apiary_testdata::Rng;
 
 pub const HONEYPOTS: &[&str] = &["cowrie", "dionaea", "glastopf", "snort"];
 pub const SENSORS: &[&str] = &["sensor-a", "sensor-b", "sensor-c"];
@@ -165,15 +158,7 @@ pub fn gen_session(rng: &mut Rng, minutes: i64) -> Session {
     }
     let geo = match rng.below(4) {
         0 => None,
-        1 => Some(GeoInfo {
-            country_code: Some("US".into()),
-            country: Some("United States".into()),
-            city: Some("Ashburn".into()),
-            latitude: Some(39.0437),
-            longitude: Some(-77.4875),
-            asn: Some(14618),
-            as_org: Some("AMAZON-AES".into()),
-        }),
+        1 => Some(ashburn_geo()),
         2 => Some(GeoInfo {
             country_code: Some("CN".into()),
             asn: Some(4134),
@@ -212,7 +197,7 @@ pub fn gen_session(rng: &mut Rng, minutes: i64) -> Session {
 
 /// `n` sessions spread over `hours` hours after [`base`].
 pub fn gen_sessions(seed: u64, n: usize, hours: i64) -> Vec<Session> {
-    let mut rng = Rng::new(seed);
+    let mut rng = Rng::seeded(seed);
     (0..n)
         .map(|_| {
             let minutes = rng.below((hours * 60) as u64) as i64;

@@ -160,16 +160,24 @@ impl App {
         .await
     }
 
+    /// `POST /auth/login/` with `body` (email, password) as an anonymous caller.
+    pub async fn post_login(&self, body: serde_json::Value) -> Resp {
+        self.json(Method::POST, "/auth/login/", &As::Anon, body, false)
+            .await
+    }
+
+    /// `POST /api/sensor/` for the cowrie sensor `s1` on host `h1` (with the CSRF header
+    /// when `csrf`).
+    pub async fn post_sensor_s1(&self, who: &As, csrf: bool) -> Resp {
+        let body = serde_json::json!({"name": "s1", "hostname": "h1", "honeypot": "cowrie"});
+        self.json(Method::POST, "/api/sensor/", who, body, csrf)
+            .await
+    }
+
     /// Signs in through `POST /auth/login/`.
     pub async fn login(&self, email: &str) -> As {
         let r = self
-            .json(
-                Method::POST,
-                "/auth/login/",
-                &As::Anon,
-                serde_json::json!({"email": email, "password": PASSWORD}),
-                false,
-            )
+            .post_login(serde_json::json!({"email": email, "password": PASSWORD}))
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
         let set = r
