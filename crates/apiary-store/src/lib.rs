@@ -32,6 +32,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub mod deploy;
+mod hours;
+mod like;
+mod paging;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod ranking;

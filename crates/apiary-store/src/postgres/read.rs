@@ -13,15 +13,15 @@ use tokio_postgres::Row;
 
 use super::json_err;
 use super::text::{dec, dec_opt, enc, Jsonb};
-use super::write::hour_of;
+use crate::hours::{check_span, from_us, hour_range, us, HOUR_US};
+use crate::like::like_contains;
+use crate::paging::page_of;
 use crate::ranking::TopSearch;
 use crate::types::*;
 use crate::{Result, StoreError};
 
 type Paged<T> = Result<(Vec<T>, Option<Cursor>)>;
 type Param = Box<dyn ToSql + Sync + Send>;
-
-const HOUR_US: i64 = 3_600_000_000;
 
 /// A WHERE clause under construction with its numbered arguments.
 #[derive(Default)]
@@ -60,36 +60,6 @@ impl Where {
             .map(|b| b.as_ref() as &(dyn ToSql + Sync))
             .collect()
     }
-}
-
-fn from_us(v: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(v).unwrap_or_default()
-}
-
-fn us(t: DateTime<Utc>) -> i64 {
-    t.timestamp_micros()
-}
-
-/// Hour buckets overlapping `[since, until)`: `lo <= hour < hi`.
-fn hour_range(since: DateTime<Utc>, until: DateTime<Utc>) -> (i64, i64) {
-    let lo = hour_of(since);
-    let u = us(until);
-    let hi = u.div_euclid(HOUR_US) + i64::from(u.rem_euclid(HOUR_US) != 0);
-    (lo, hi)
-}
-
-/// `%text%` for `LIKE ... ESCAPE '\'`, with `%`, `_` and `\` taken literally.
-fn like_contains(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('%');
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
 }
 
 /// An IPv4-mapped IPv6 network as the IPv4 network it covers (sessions store IPv4
@@ -252,18 +222,6 @@ fn session_row(r: &Row) -> Result<(Session, Cursor)> {
         details: r.get::<_, Jsonb>(20).parse().map_err(json_err)?,
     };
     Ok((session, Cursor::encode(us(ts), id)))
-}
-
-/// Cuts a `limit + 1` fetch to `limit` rows and derives the next cursor.
-fn page_of<T>(mut rows: Vec<(T, Cursor)>, limit: usize) -> (Vec<T>, Option<Cursor>) {
-    let more = rows.len() > limit;
-    rows.truncate(limit);
-    let next = if more {
-        rows.last().map(|(_, c)| c.clone())
-    } else {
-        None
-    };
-    (rows.into_iter().map(|(t, _)| t).collect(), next)
 }
 
 pub(super) async fn sessions(
@@ -555,9 +513,6 @@ async fn source_groups(
     Ok(out)
 }
 
-/// Hours a counts-per-hour answer may span (ten years); more is a caller bug.
-const MAX_HOURS: i64 = 24 * 366 * 10;
-
 pub(super) async fn counts_per_hour(
     c: &impl GenericClient,
     since: DateTime<Utc>,
@@ -565,12 +520,7 @@ pub(super) async fn counts_per_hour(
     filter: Option<(Dimension, String)>,
 ) -> Result<Vec<HourCount>> {
     let (lo, hi) = hour_range(since, until);
-    if hi - lo > MAX_HOURS {
-        return Err(StoreError::Invalid(format!(
-            "counts per hour over {} hours; at most {MAX_HOURS}",
-            hi - lo
-        )));
-    }
+    check_span(lo, hi)?;
     let (dim, value) = filter.unwrap_or((Dimension::All, String::new()));
     let st = c
         .prepare_cached(

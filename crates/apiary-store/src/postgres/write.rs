@@ -14,11 +14,9 @@ use super::text::{dec, dec_opt, Jsonb, Txt};
 use crate::types::{BatchResult, Dimension, IngestItem, RawStatus};
 use crate::{Outcome, Result};
 
-const HOUR_US: i64 = 3_600_000_000;
-
 /// The hour bucket (hours since the epoch) holding `t`.
 pub(super) fn hour_of(t: DateTime<Utc>) -> i64 {
-    t.timestamp_micros().div_euclid(HOUR_US)
+    crate::hours::hour_of(t.timestamp_micros())
 }
 
 /// Advisory lock class of the writers' shared-row section (second key: the schema).

@@ -4,7 +4,7 @@ use apiary_model::{ApiKey, Role, User, WebSession};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::conv::{from_us, us};
+use crate::hours::{from_us, us};
 use crate::{Result, StoreError};
 
 fn role_of(s: &str) -> rusqlite::Result<Role> {

@@ -4,7 +4,8 @@ use apiary_model::{Ident, Secret};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
-use super::conv::{from_us, json_err, us};
+use super::conv::json_err;
+use crate::hours::{from_us, us};
 use crate::types::SensorRecord;
 use crate::{Result, StoreError};
 

@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
-use super::conv::{from_us, us};
 use crate::deploy::{DeployScript, EnrollmentToken, NewEnrollmentToken, ScriptVersion};
+use crate::hours::{from_us, us};
 use crate::{Result, StoreError};
 
 /// Largest script body accepted (a script is text; 1 MiB is generous).

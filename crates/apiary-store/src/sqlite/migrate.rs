@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use super::conv::us;
+use crate::hours::us;
 use crate::{Result, StoreError};
 
 /// (version, name, SQL). Append only; never edit an applied file.

@@ -102,7 +102,7 @@ impl Checkpointer {
                     // Once a minute: keep the 24 h window current while nothing arrives.
                     ticks += 1;
                     if ticks.is_multiple_of(60) {
-                        let now_hour = conv::hour_of(conv::us(Utc::now()));
+                        let now_hour = crate::hours::hour_of(crate::hours::us(Utc::now()));
                         match window::catch_up(&mut conn, now_hour) {
                             Ok(true) => tracing::debug!(now_hour, "idle 24 h window moved on"),
                             Ok(false) => {}

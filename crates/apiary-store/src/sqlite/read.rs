@@ -10,11 +10,11 @@ use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
-use super::conv::{
-    day_bounds, day_of, from_us, hour_range, ip_key, like_contains, net_range, us, HOUR_US,
-    SOURCE_DAY,
-};
-use super::rows::{page_of, SessionRow, SESSION_COLS};
+use super::conv::{day_bounds, day_of, ip_key, net_range, SOURCE_DAY};
+use super::rows::{SessionRow, SESSION_COLS};
+use crate::hours::{check_span, from_us, hour_range, us, HOUR_US};
+use crate::like::like_contains;
+use crate::paging::page_of;
 use crate::ranking::TopSearch;
 use crate::types::*;
 use crate::{Result, StoreError};
@@ -463,9 +463,6 @@ pub(super) fn top(
         .collect())
 }
 
-/// Hours a counts-per-hour answer may span (ten years); more is a caller bug.
-const MAX_HOURS: i64 = 24 * 366 * 10;
-
 pub(super) fn counts_per_hour(
     c: &Connection,
     since: DateTime<Utc>,
@@ -473,12 +470,7 @@ pub(super) fn counts_per_hour(
     filter: Option<(Dimension, String)>,
 ) -> Result<Vec<HourCount>> {
     let (lo, hi) = hour_range(since, until);
-    if hi - lo > MAX_HOURS {
-        return Err(StoreError::Invalid(format!(
-            "counts per hour over {} hours; at most {MAX_HOURS}",
-            hi - lo
-        )));
-    }
+    check_span(lo, hi)?;
     let (dim, value) = filter.unwrap_or((Dimension::All, String::new()));
     // One primary-key probe per hour: cheap even for dimensions with many values per hour.
     let mut st = c.prepare_cached(

@@ -11,8 +11,9 @@ use apiary_model::{Dork, FileRecord, Normalized, P0fMetadata, Session, UrlRecord
 use chrono::{DateTime, Utc};
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension, TransactionBehavior};
 
-use super::conv::{hour_of, ip_key, json_err, us};
+use super::conv::{ip_key, json_err};
 use super::window;
+use crate::hours::{hour_of, us};
 use crate::types::{BatchResult, Dimension, IngestItem, RawStatus};
 use crate::{Outcome, Result};
 
