@@ -38,9 +38,11 @@ mod paging;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod ranking;
+mod schema;
 mod search;
 mod sqlite;
 pub mod types;
+mod validate;
 mod window;
 
 pub use deploy::{DeployScript, EnrollmentToken, NewEnrollmentToken, ScriptVersion};
