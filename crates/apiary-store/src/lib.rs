@@ -38,6 +38,7 @@ mod paging;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod ranking;
+mod rollups;
 mod schema;
 mod search;
 mod sqlite;
