@@ -37,6 +37,7 @@ mod like;
 mod paging;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod prune;
 mod ranking;
 mod rollups;
 mod schema;
