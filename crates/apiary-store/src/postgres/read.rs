@@ -679,6 +679,21 @@ fn side_page(page: &Page, key: &str) -> Result<(String, Where, usize)> {
     ))
 }
 
+/// One keyset page of a side table: `select` (`SELECT ... FROM table`) with the keyset
+/// condition and order of [`side_page`] on `key` appended.
+async fn side_list<T>(
+    c: &impl GenericClient,
+    page: &Page,
+    key: &str,
+    select: &str,
+    row: impl Fn(&Row) -> (T, Cursor),
+) -> Paged<T> {
+    let (tail, w, limit) = side_page(page, key)?;
+    let st = c.prepare_cached(&format!("{select}{tail}")).await?;
+    let rows = c.query(&st, &w.params()).await?.iter().map(row).collect();
+    Ok(page_of(rows, limit))
+}
+
 const FILE_COLS: &str =
     "id, sha512, sha256, sha1, md5, size, content_guess, url, first_seen, last_seen, count";
 
@@ -706,17 +721,8 @@ fn file_row(r: &Row) -> (FileRow, Cursor) {
 }
 
 pub(super) async fn files(c: &impl GenericClient, page: &Page) -> Paged<FileRow> {
-    let (tail, w, limit) = side_page(page, "last_seen")?;
-    let st = c
-        .prepare_cached(&format!("SELECT {FILE_COLS} FROM files{tail}"))
-        .await?;
-    let rows = c
-        .query(&st, &w.params())
-        .await?
-        .iter()
-        .map(file_row)
-        .collect();
-    Ok(page_of(rows, limit))
+    let select = format!("SELECT {FILE_COLS} FROM files");
+    side_list(c, page, "last_seen", &select, file_row).await
 }
 
 pub(super) async fn file(c: &impl GenericClient, hash: &str) -> Result<Option<FileRow>> {
@@ -740,63 +746,43 @@ pub(super) async fn file(c: &impl GenericClient, hash: &str) -> Result<Option<Fi
 }
 
 pub(super) async fn urls(c: &impl GenericClient, page: &Page) -> Paged<UrlRow> {
-    let (tail, w, limit) = side_page(page, "last_seen")?;
-    let st = c
-        .prepare_cached(&format!(
-            "SELECT id, url, first_seen, last_seen, count,
+    let select = "SELECT id, url, first_seen, last_seen, count,
                     ARRAY(SELECT sha512 FROM url_files f WHERE f.url_id = urls.id
                           ORDER BY sha512 COLLATE \"C\")
-             FROM urls{tail}"
-        ))
-        .await?;
-    let rows = c
-        .query(&st, &w.params())
-        .await?
-        .iter()
-        .map(|r| {
-            let id: i64 = r.get(0);
-            let last_seen: DateTime<Utc> = r.get(3);
-            (
-                UrlRow {
-                    url: dec(r.get(1)),
-                    file_sha512: r.get::<_, Vec<String>>(5).into_iter().map(dec).collect(),
-                    first_seen: r.get(2),
-                    last_seen,
-                    count: r.get::<_, i64>(4).max(0) as u64,
-                },
-                Cursor::encode(us(last_seen), id),
-            )
-        })
-        .collect();
-    Ok(page_of(rows, limit))
+             FROM urls";
+    side_list(c, page, "last_seen", select, |r| {
+        let id: i64 = r.get(0);
+        let last_seen: DateTime<Utc> = r.get(3);
+        (
+            UrlRow {
+                url: dec(r.get(1)),
+                file_sha512: r.get::<_, Vec<String>>(5).into_iter().map(dec).collect(),
+                first_seen: r.get(2),
+                last_seen,
+                count: r.get::<_, i64>(4).max(0) as u64,
+            },
+            Cursor::encode(us(last_seen), id),
+        )
+    })
+    .await
 }
 
 pub(super) async fn dorks(c: &impl GenericClient, page: &Page) -> Paged<DorkRow> {
-    let (tail, w, limit) = side_page(page, "last_seen")?;
-    let st = c
-        .prepare_cached(&format!(
-            "SELECT id, content, kind, first_seen, last_seen, count FROM dorks{tail}"
-        ))
-        .await?;
-    let rows = c
-        .query(&st, &w.params())
-        .await?
-        .iter()
-        .map(|r| {
-            let last_seen: DateTime<Utc> = r.get(4);
-            (
-                DorkRow {
-                    content: dec(r.get(1)),
-                    kind: dec(r.get(2)),
-                    first_seen: r.get(3),
-                    last_seen,
-                    count: r.get::<_, i64>(5).max(0) as u64,
-                },
-                Cursor::encode(us(last_seen), r.get(0)),
-            )
-        })
-        .collect();
-    Ok(page_of(rows, limit))
+    let select = "SELECT id, content, kind, first_seen, last_seen, count FROM dorks";
+    side_list(c, page, "last_seen", select, |r| {
+        let last_seen: DateTime<Utc> = r.get(4);
+        (
+            DorkRow {
+                content: dec(r.get(1)),
+                kind: dec(r.get(2)),
+                first_seen: r.get(3),
+                last_seen,
+                count: r.get::<_, i64>(5).max(0) as u64,
+            },
+            Cursor::encode(us(last_seen), r.get(0)),
+        )
+    })
+    .await
 }
 
 const METADATA_COLS: &str = "id, ip, os, app, link, uptime, first_seen, updated_at";
@@ -820,17 +806,8 @@ fn metadata_row(r: &Row) -> (MetadataRow, Cursor) {
 }
 
 pub(super) async fn metadata(c: &impl GenericClient, page: &Page) -> Paged<MetadataRow> {
-    let (tail, w, limit) = side_page(page, "updated_at")?;
-    let st = c
-        .prepare_cached(&format!("SELECT {METADATA_COLS} FROM p0f_metadata{tail}"))
-        .await?;
-    let rows = c
-        .query(&st, &w.params())
-        .await?
-        .iter()
-        .map(metadata_row)
-        .collect();
-    Ok(page_of(rows, limit))
+    let select = format!("SELECT {METADATA_COLS} FROM p0f_metadata");
+    side_list(c, page, "updated_at", &select, metadata_row).await
 }
 
 pub(super) async fn metadata_for(c: &impl GenericClient, ip: &str) -> Result<Option<MetadataRow>> {

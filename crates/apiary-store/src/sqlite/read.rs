@@ -696,6 +696,23 @@ fn side_page(page: &Page, key: &str) -> Result<(String, Vec<Value>, usize)> {
     ))
 }
 
+/// One keyset page of a side table: `select` (`SELECT ... FROM table`) with the keyset
+/// condition and order of [`side_page`] on `key` appended.
+fn side_list<T>(
+    c: &Connection,
+    page: &Page,
+    key: &str,
+    select: &str,
+    row: impl FnMut(&Row<'_>) -> rusqlite::Result<(T, Cursor)>,
+) -> Paged<T> {
+    let (tail, args, limit) = side_page(page, key)?;
+    let rows = c
+        .prepare_cached(&format!("{select}{tail}"))?
+        .query_map(params_from_iter(args), row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(page_of(rows, limit))
+}
+
 const FILE_COLS: &str =
     "id, sha512, sha256, sha1, md5, size, content_guess, url, first_seen, last_seen, count";
 
@@ -723,12 +740,8 @@ fn file_row(r: &Row<'_>) -> rusqlite::Result<(FileRow, Cursor)> {
 }
 
 pub(super) fn files(c: &Connection, page: &Page) -> Paged<FileRow> {
-    let (tail, args, limit) = side_page(page, "last_seen")?;
-    let rows = c
-        .prepare_cached(&format!("SELECT {FILE_COLS} FROM files{tail}"))?
-        .query_map(params_from_iter(args), file_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(page_of(rows, limit))
+    let select = format!("SELECT {FILE_COLS} FROM files");
+    side_list(c, page, "last_seen", &select, file_row)
 }
 
 pub(super) fn file(c: &Connection, hash: &str) -> Result<Option<FileRow>> {
@@ -787,26 +800,20 @@ pub(super) fn urls(c: &Connection, page: &Page) -> Paged<UrlRow> {
 }
 
 pub(super) fn dorks(c: &Connection, page: &Page) -> Paged<DorkRow> {
-    let (tail, args, limit) = side_page(page, "last_seen")?;
-    let rows = c
-        .prepare_cached(&format!(
-            "SELECT id, content, kind, first_seen, last_seen, count FROM dorks{tail}"
-        ))?
-        .query_map(params_from_iter(args), |r| {
-            let last_seen: i64 = r.get(4)?;
-            Ok((
-                DorkRow {
-                    content: r.get(1)?,
-                    kind: r.get(2)?,
-                    first_seen: from_us(r.get(3)?),
-                    last_seen: from_us(last_seen),
-                    count: r.get::<_, i64>(5)?.max(0) as u64,
-                },
-                Cursor::encode(last_seen, r.get(0)?),
-            ))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(page_of(rows, limit))
+    let select = "SELECT id, content, kind, first_seen, last_seen, count FROM dorks";
+    side_list(c, page, "last_seen", select, |r| {
+        let last_seen: i64 = r.get(4)?;
+        Ok((
+            DorkRow {
+                content: r.get(1)?,
+                kind: r.get(2)?,
+                first_seen: from_us(r.get(3)?),
+                last_seen: from_us(last_seen),
+                count: r.get::<_, i64>(5)?.max(0) as u64,
+            },
+            Cursor::encode(last_seen, r.get(0)?),
+        ))
+    })
 }
 
 const METADATA_COLS: &str = "id, ip, os, app, link, uptime, first_seen, updated_at";
@@ -830,12 +837,8 @@ fn metadata_row(r: &Row<'_>) -> rusqlite::Result<(MetadataRow, Cursor)> {
 }
 
 pub(super) fn metadata(c: &Connection, page: &Page) -> Paged<MetadataRow> {
-    let (tail, args, limit) = side_page(page, "updated_at")?;
-    let rows = c
-        .prepare_cached(&format!("SELECT {METADATA_COLS} FROM p0f_metadata{tail}"))?
-        .query_map(params_from_iter(args), metadata_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(page_of(rows, limit))
+    let select = format!("SELECT {METADATA_COLS} FROM p0f_metadata");
+    side_list(c, page, "updated_at", &select, metadata_row)
 }
 
 pub(super) fn metadata_for(c: &Connection, ip: &str) -> Result<Option<MetadataRow>> {
