@@ -1,6 +1,9 @@
 //! Input checks both backends make before writing, so they refuse the same values with
 //! the same message.
 
+use apiary_model::Ident;
+
+use crate::types::SensorRecord;
 use crate::{Result, StoreError};
 
 /// Largest script body accepted (a script is text; 1 MiB is generous).
@@ -34,6 +37,24 @@ pub(crate) fn script_body(body: &str) -> Result<()> {
         return Err(StoreError::Invalid(format!(
             "script body is larger than {MAX_BODY} bytes"
         )));
+    }
+    Ok(())
+}
+
+/// An ident to store: its name must not be empty.
+pub(crate) fn ident(i: &Ident) -> Result<()> {
+    if i.ident.is_empty() {
+        return Err(StoreError::Invalid("ident name is empty".into()));
+    }
+    Ok(())
+}
+
+/// A sensor to register: uuid and name are required.
+pub(crate) fn new_sensor(s: &SensorRecord) -> Result<()> {
+    if s.uuid.is_empty() || s.name.is_empty() {
+        return Err(StoreError::Invalid(
+            "sensor uuid and name are required".into(),
+        ));
     }
     Ok(())
 }

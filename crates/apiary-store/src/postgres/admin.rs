@@ -54,9 +54,7 @@ pub(super) async fn get_ident(c: &impl GenericClient, ident: &str) -> Result<Opt
 }
 
 pub(super) async fn upsert_ident(c: &mut deadpool_postgres::Client, i: &Ident) -> Result<()> {
-    if i.ident.is_empty() {
-        return Err(StoreError::Invalid("ident name is empty".into()));
-    }
+    validate::ident(i)?;
     let publish = Jsonb::of(&i.publish).map_err(json_err)?;
     let subscribe = Jsonb::of(&i.subscribe).map_err(json_err)?;
     let tx = c.transaction().await?;
@@ -147,11 +145,7 @@ pub(super) async fn get_sensor(c: &impl GenericClient, uuid: &str) -> Result<Opt
 }
 
 pub(super) async fn create_sensor(c: &impl GenericClient, s: &SensorRecord) -> Result<()> {
-    if s.uuid.is_empty() || s.name.is_empty() {
-        return Err(StoreError::Invalid(
-            "sensor uuid and name are required".into(),
-        ));
-    }
+    validate::new_sensor(s)?;
     let heartbeat = s
         .heartbeat
         .as_ref()
