@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::types::HourCount;
 use crate::{Result, StoreError};
 
 pub(crate) const HOUR_US: i64 = 3_600_000_000;
@@ -33,15 +34,46 @@ pub(crate) fn hour_range(since: DateTime<Utc>, until: DateTime<Utc>) -> (i64, i6
     (lo, hi)
 }
 
-/// Refuses a counts-per-hour answer over more than [`MAX_HOURS`] buckets.
-pub(crate) fn check_span(lo: i64, hi: i64) -> Result<()> {
-    if hi - lo > MAX_HOURS {
-        return Err(StoreError::Invalid(format!(
-            "counts per hour over {} hours; at most {MAX_HOURS}",
-            hi - lo
-        )));
+/// A counts-per-hour answer under construction: one slot per hour of `[lo, hi)`, zero
+/// until a roll-up row fills it.
+pub(crate) struct HourSlots {
+    lo: i64,
+    counts: Vec<u64>,
+}
+
+impl HourSlots {
+    /// Refuses a span over [`MAX_HOURS`] buckets.
+    pub(crate) fn new(lo: i64, hi: i64) -> Result<Self> {
+        if hi - lo > MAX_HOURS {
+            return Err(StoreError::Invalid(format!(
+                "counts per hour over {} hours; at most {MAX_HOURS}",
+                hi - lo
+            )));
+        }
+        Ok(Self {
+            lo,
+            counts: vec![0u64; (hi - lo).max(0) as usize],
+        })
     }
-    Ok(())
+
+    /// Sets the count of `hour`; hours outside the span are ignored.
+    pub(crate) fn set(&mut self, hour: i64, n: i64) {
+        if let Some(slot) = self.counts.get_mut((hour - self.lo) as usize) {
+            *slot = n.max(0) as u64;
+        }
+    }
+
+    pub(crate) fn into_counts(self) -> Vec<HourCount> {
+        let lo = self.lo;
+        self.counts
+            .into_iter()
+            .enumerate()
+            .map(|(i, count)| HourCount {
+                hour: from_us((lo + i as i64) * HOUR_US),
+                count,
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

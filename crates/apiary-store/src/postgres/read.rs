@@ -13,7 +13,7 @@ use tokio_postgres::Row;
 
 use super::json_err;
 use super::text::{dec, dec_opt, enc, Jsonb};
-use crate::hours::{check_span, from_us, hour_range, us, HOUR_US};
+use crate::hours::{from_us, hour_range, us, HourSlots};
 use crate::like::like_contains;
 use crate::paging::page_of;
 use crate::ranking::TopSearch;
@@ -520,7 +520,7 @@ pub(super) async fn counts_per_hour(
     filter: Option<(Dimension, String)>,
 ) -> Result<Vec<HourCount>> {
     let (lo, hi) = hour_range(since, until);
-    check_span(lo, hi)?;
+    let mut slots = HourSlots::new(lo, hi)?;
     let (dim, value) = filter.unwrap_or((Dimension::All, String::new()));
     let st = c
         .prepare_cached(
@@ -529,7 +529,6 @@ pub(super) async fn counts_per_hour(
                    AND value = $2",
         )
         .await?;
-    let mut counts = vec![0u64; (hi - lo).max(0) as usize];
     let value = enc(&value).into_owned();
     for r in c
         .query(&st, &[&(dim.code() as i16), &value, &lo, &hi])
@@ -537,18 +536,9 @@ pub(super) async fn counts_per_hour(
     {
         let hour: i64 = r.get(0);
         let n: i64 = r.get(1);
-        if let Some(slot) = counts.get_mut((hour - lo) as usize) {
-            *slot = n.max(0) as u64;
-        }
+        slots.set(hour, n);
     }
-    Ok(counts
-        .into_iter()
-        .enumerate()
-        .map(|(i, count)| HourCount {
-            hour: from_us((lo + i as i64) * HOUR_US),
-            count,
-        })
-        .collect())
+    Ok(slots.into_counts())
 }
 
 pub(super) async fn total_sessions(

@@ -12,7 +12,7 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
 use super::conv::{day_bounds, day_of, ip_key, net_range, SOURCE_DAY};
 use super::rows::{SessionRow, SESSION_COLS};
-use crate::hours::{check_span, from_us, hour_range, us, HOUR_US};
+use crate::hours::{from_us, hour_range, us, HourSlots, HOUR_US};
 use crate::like::like_contains;
 use crate::paging::page_of;
 use crate::ranking::TopSearch;
@@ -470,7 +470,7 @@ pub(super) fn counts_per_hour(
     filter: Option<(Dimension, String)>,
 ) -> Result<Vec<HourCount>> {
     let (lo, hi) = hour_range(since, until);
-    check_span(lo, hi)?;
+    let mut slots = HourSlots::new(lo, hi)?;
     let (dim, value) = filter.unwrap_or((Dimension::All, String::new()));
     // One primary-key probe per hour: cheap even for dimensions with many values per hour.
     let mut st = c.prepare_cached(
@@ -480,23 +480,13 @@ pub(super) fn counts_per_hour(
          SELECT h.hour, r.count FROM h
          JOIN rollup_hourly r ON r.dim = ?1 AND r.hour = h.hour AND r.value = ?2",
     )?;
-    let mut counts = vec![0u64; (hi - lo).max(0) as usize];
     let mut rows = st.query(params![dim.code(), value, lo, hi])?;
     while let Some(r) = rows.next()? {
         let hour: i64 = r.get(0)?;
         let n: i64 = r.get(1)?;
-        if let Some(slot) = counts.get_mut((hour - lo) as usize) {
-            *slot = n.max(0) as u64;
-        }
+        slots.set(hour, n);
     }
-    Ok(counts
-        .into_iter()
-        .enumerate()
-        .map(|(i, count)| HourCount {
-            hour: from_us((lo + i as i64) * HOUR_US),
-            count,
-        })
-        .collect())
+    Ok(slots.into_counts())
 }
 
 pub(super) fn total_sessions(
