@@ -20,8 +20,16 @@ pub(crate) fn email(email: &str) -> Result<&str> {
     Ok(email)
 }
 
+/// A new deploy script's name and honeypot, trimmed.
+pub(crate) fn script_names(name: &str, honeypot: &str) -> Result<(String, String)> {
+    Ok((
+        short_name("name", name, 200)?,
+        short_name("honeypot", honeypot, 64)?,
+    ))
+}
+
 /// A short name (`field` in the message), trimmed: 1 to `max` bytes, no control characters.
-pub(crate) fn name(field: &str, v: &str, max: usize) -> Result<String> {
+fn short_name(field: &str, v: &str, max: usize) -> Result<String> {
     let v = v.trim();
     if v.is_empty() || v.len() > max || v.chars().any(char::is_control) {
         return Err(StoreError::Invalid(format!(

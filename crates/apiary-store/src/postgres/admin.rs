@@ -601,8 +601,7 @@ pub(super) async fn create_script(
     notes: &str,
     author: &str,
 ) -> Result<DeployScript> {
-    let name = validate::name("name", name, 200)?;
-    let honeypot = validate::name("honeypot", honeypot, 64)?;
+    let (name, honeypot) = validate::script_names(name, honeypot)?;
     check_body(body)?;
     let at = now();
     let tx = c.transaction().await?;

@@ -69,8 +69,7 @@ pub(super) fn create_script(
     notes: &str,
     author: &str,
 ) -> Result<DeployScript> {
-    let name = validate::name("name", name, 200)?;
-    let honeypot = validate::name("honeypot", honeypot, 64)?;
+    let (name, honeypot) = validate::script_names(name, honeypot)?;
     validate::script_body(body)?;
     let now = us(Utc::now());
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
