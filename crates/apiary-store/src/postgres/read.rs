@@ -18,7 +18,7 @@ use crate::like::like_contains;
 use crate::paging::page_of;
 use crate::ranking::TopSearch;
 use crate::types::*;
-use crate::{Result, StoreError};
+use crate::Result;
 
 type Paged<T> = Result<(Vec<T>, Option<Cursor>)>;
 type Param = Box<dyn ToSql + Sync + Send>;
@@ -419,11 +419,7 @@ pub(super) async fn top(
 }
 
 pub(super) async fn top_sources(c: &impl GenericClient, q: &TopSourcesQuery) -> Result<TopSources> {
-    if q.filter.text.is_some() {
-        return Err(StoreError::Invalid(
-            "free text is not supported in top sources".into(),
-        ));
-    }
+    crate::ranking::check_query(q)?;
     let (mut search, f) = TopSearch::new(q);
     let (Some(since), Some(until)) = (f.since, f.until) else {
         return Ok(TopSources::default());
