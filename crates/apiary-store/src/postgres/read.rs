@@ -17,6 +17,7 @@ use crate::hours::{from_us, hour_range, us, HourSlots};
 use crate::like::like_contains;
 use crate::paging::page_of;
 use crate::ranking::TopSearch;
+use crate::search::TextPart;
 use crate::types::*;
 use crate::Result;
 
@@ -78,17 +79,6 @@ fn unmapped(net: IpNet) -> IpNet {
     net
 }
 
-/// One of the three kinds of match of a free-text search (`SessionFilter::text`).
-#[derive(Clone, Copy)]
-enum TextPart<'a> {
-    /// Username or password equal to it (the credential hash indexes).
-    Credential(&'a str),
-    /// IDS signature containing it (the partial index of IDS sessions).
-    Signature(&'a str),
-    /// A URL containing it (the partial index of sessions with URLs, migration 0008).
-    Url(&'a str),
-}
-
 fn session_where(f: &SessionFilter) -> Where {
     session_where_part(f, None)
 }
@@ -98,6 +88,7 @@ fn session_where_part(f: &SessionFilter, part: Option<TextPart<'_>>) -> Where {
     let mut w = Where::default();
     match part {
         Some(TextPart::Credential(s)) => {
+            // Over the credential hash indexes.
             let p = w.arg(enc(s).into_owned());
             w.and(&format!(
                 "id IN (SELECT session_id FROM credentials WHERE username = {p} \
@@ -233,11 +224,7 @@ pub(super) async fn sessions(
         return sessions_part(c, f, None, page).await;
     };
     let mut parts = Vec::with_capacity(3);
-    for part in [
-        TextPart::Credential(q),
-        TextPart::Signature(q),
-        TextPart::Url(q),
-    ] {
+    for part in TextPart::all(q) {
         parts.push(sessions_part(c, f, Some(part), page).await?);
     }
     Ok(crate::search::merge(parts, page.capped()))

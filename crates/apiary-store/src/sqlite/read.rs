@@ -16,6 +16,7 @@ use crate::hours::{from_us, hour_range, us, HourSlots, HOUR_US};
 use crate::like::like_contains;
 use crate::paging::page_of;
 use crate::ranking::TopSearch;
+use crate::search::TextPart;
 use crate::types::*;
 use crate::Result;
 
@@ -48,17 +49,6 @@ fn int(v: i64) -> Value {
     Value::Integer(v)
 }
 
-/// One of the three kinds of match of a free-text search (`SessionFilter::text`).
-#[derive(Clone, Copy)]
-enum TextPart<'a> {
-    /// Username or password equal to it (the day-led credential indexes).
-    Credential(&'a str),
-    /// IDS signature containing it (the partial index of IDS sessions).
-    Signature(&'a str),
-    /// A URL containing it (the partial index of sessions with URLs, migration 0008).
-    Url(&'a str),
-}
-
 /// Credential condition over the day-led credential indexes (one day).
 const CREDENTIAL_IN: &str = "id IN (SELECT session_id FROM credentials WHERE ts / 86400000000 = ? \
     AND username = ? UNION SELECT session_id FROM credentials WHERE ts / 86400000000 = ? \
@@ -71,6 +61,7 @@ fn session_where(f: &SessionFilter, day: Option<i64>, part: Option<TextPart<'_>>
     let mut w = Where::default();
     match part {
         Some(TextPart::Credential(s)) => {
+            // Over the day-led credential indexes.
             if let Some(d) = day {
                 w.and(CREDENTIAL_IN, [int(d), text(s), int(d), text(s)]);
             }
@@ -159,11 +150,7 @@ pub(super) fn sessions(c: &Connection, f: &SessionFilter, page: &Page) -> Paged<
         return sessions_part(c, f, None, page);
     };
     let mut parts = Vec::with_capacity(3);
-    for part in [
-        TextPart::Credential(q),
-        TextPart::Signature(q),
-        TextPart::Url(q),
-    ] {
+    for part in TextPart::all(q) {
         parts.push(sessions_part(c, f, Some(part), page)?);
     }
     Ok(crate::search::merge(parts, page.capped()))
