@@ -3,6 +3,18 @@
 
 use crate::{Result, StoreError};
 
+/// Tables `table_counts` counts with COUNT(*) (small, or only read for /metrics); the
+/// big ones have exact counters kept by the writers. Both schemas have all of them.
+pub(crate) const COUNTED_TABLES: &[&str] = &[
+    "idents",
+    "sensors",
+    "files",
+    "urls",
+    "dorks",
+    "p0f_metadata",
+    "rollup_hourly",
+];
+
 /// (version, name, SQL), ascending by version.
 pub(crate) type Migration = (u32, &'static str, &'static str);
 

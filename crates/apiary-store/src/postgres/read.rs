@@ -17,6 +17,7 @@ use crate::hours::{from_us, hour_range, us, HourSlots};
 use crate::like::like_contains;
 use crate::paging::page_of;
 use crate::ranking::TopSearch;
+use crate::schema::COUNTED_TABLES;
 use crate::search::TextPart;
 use crate::types::*;
 use crate::Result;
@@ -794,17 +795,6 @@ pub(super) async fn metadata_for(c: &impl GenericClient, ip: &str) -> Result<Opt
         .map(|r| metadata_row(&r).0))
 }
 
-/// Tables counted with COUNT(*); the big ones have exact counters kept by the writers.
-const COUNTED: &[&str] = &[
-    "idents",
-    "sensors",
-    "files",
-    "urls",
-    "dorks",
-    "p0f_metadata",
-    "rollup_hourly",
-];
-
 pub(super) async fn table_counts(c: &impl GenericClient) -> Result<Vec<(String, u64)>> {
     let mut out = Vec::new();
     let st = c
@@ -815,7 +805,7 @@ pub(super) async fn table_counts(c: &impl GenericClient) -> Result<Vec<(String, 
     for r in c.query(&st, &[]).await? {
         out.push((r.get::<_, String>(0), r.get::<_, i64>(1).max(0) as u64));
     }
-    for table in COUNTED {
+    for table in COUNTED_TABLES {
         let st = c
             .prepare_cached(&format!("SELECT COUNT(*) FROM {table}"))
             .await?;

@@ -16,6 +16,7 @@ use crate::hours::{from_us, hour_range, us, HourSlots, HOUR_US};
 use crate::like::like_contains;
 use crate::paging::page_of;
 use crate::ranking::TopSearch;
+use crate::schema::COUNTED_TABLES;
 use crate::search::TextPart;
 use crate::types::*;
 use crate::Result;
@@ -823,18 +824,6 @@ pub(super) fn metadata_for(c: &Connection, ip: &str) -> Result<Option<MetadataRo
     .map(|(row, _)| row))
 }
 
-/// Tables counted with COUNT(*) (small, or only read for /metrics); the big ones have
-/// exact counters maintained by the writer.
-const COUNTED: &[&str] = &[
-    "idents",
-    "sensors",
-    "files",
-    "urls",
-    "dorks",
-    "p0f_metadata",
-    "rollup_hourly",
-];
-
 pub(super) fn table_counts(c: &Connection) -> Result<Vec<(String, u64)>> {
     let mut out = Vec::new();
     let mut st = c.prepare_cached(
@@ -845,7 +834,7 @@ pub(super) fn table_counts(c: &Connection) -> Result<Vec<(String, u64)>> {
         let (name, n) = r?;
         out.push((name, n.max(0) as u64));
     }
-    for table in COUNTED {
+    for table in COUNTED_TABLES {
         let n: i64 = c.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))?;
         out.push(((*table).to_owned(), n as u64));
     }
