@@ -10,6 +10,10 @@
 //! - `ranking`, `search`: the backend-independent halves of [`Store::top_sources`]
 //!   (early stop over roll-up candidates) and of free-text search (merging the
 //!   credential, signature and URL matches into one keyset page).
+//! - `rollups`, `prune`, `hours`, `paging`, `like`, `validate`, `schema`: the rest that
+//!   both backends do alike (which roll-up rows a write changes, the retention loop, hour
+//!   buckets, keyset page cuts, LIKE patterns, input checks, which migrations to apply),
+//!   so a backend holds only its SQL and driver code.
 //! - `sqlite`: the embedded backend (rusqlite). One writer connection behind a mutex,
 //!   a small pool of WAL readers; `migrations/sqlite/NNNN_name.sql` embedded and applied on
 //!   open.
@@ -32,12 +36,19 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub mod deploy;
+mod hours;
+mod like;
+mod paging;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod prune;
 mod ranking;
+mod rollups;
+mod schema;
 mod search;
 mod sqlite;
 pub mod types;
+mod validate;
 mod window;
 
 pub use deploy::{DeployScript, EnrollmentToken, NewEnrollmentToken, ScriptVersion};

@@ -14,10 +14,21 @@ use chrono::{DateTime, Duration, Utc};
 use ipnet::IpNet;
 
 use crate::types::{Page, SessionFilter, SourceGroupCount, TopSources, TopSourcesQuery};
+use crate::{Result, StoreError};
 
 /// Addresses probed at most per query. Only reached when the filter drops most of the
 /// candidates' sessions (a honeypot or port filter the source roll-up cannot see).
 pub(crate) const MAX_PROBES: usize = 10_000;
+
+/// Refuses what no backend can rank: free text has no roll-up to take candidates from.
+pub(crate) fn check_query(q: &TopSourcesQuery) -> Result<()> {
+    if q.filter.text.is_some() {
+        return Err(StoreError::Invalid(
+            "free text is not supported in top sources".into(),
+        ));
+    }
+    Ok(())
+}
 
 /// Candidates read from the roll-up in the first round (more are read only if needed).
 pub(crate) fn first_round(limit: usize) -> usize {

@@ -6,6 +6,29 @@ use apiary_model::Session;
 
 use crate::types::Cursor;
 
+/// One of the three kinds of match of a free-text search (`SessionFilter::text`); each
+/// backend reads each kind from an index of its own.
+#[derive(Clone, Copy)]
+pub(crate) enum TextPart<'a> {
+    /// Username or password equal to it.
+    Credential(&'a str),
+    /// IDS signature containing it.
+    Signature(&'a str),
+    /// A URL containing it (migration 0008 indexes sessions with URLs).
+    Url(&'a str),
+}
+
+impl<'a> TextPart<'a> {
+    /// The parts a search for `text` reads, one page each, before [`merge`].
+    pub(crate) fn all(text: &'a str) -> [Self; 3] {
+        [
+            Self::Credential(text),
+            Self::Signature(text),
+            Self::Url(text),
+        ]
+    }
+}
+
 /// Keyset position of a session: (ts in microseconds, id), compared descending.
 fn key(s: &Session) -> (i64, i64) {
     (s.timestamp.timestamp_micros(), s.id.unwrap_or_default())

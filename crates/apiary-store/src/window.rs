@@ -35,6 +35,34 @@ pub(crate) fn is_windowed(code: i64) -> bool {
     DIMS.iter().any(|d| d.code() == code)
 }
 
+/// How the window at `W` moves on to the writer's current hour.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Move {
+    /// Already at that hour or past it (never backwards): `W` stays.
+    Stay(i64),
+    /// Less than a day on: subtract the rows of the hours that fell out and add those of
+    /// the hours that came in (which may already hold future-dated sessions); both
+    /// ranges are inclusive.
+    Shift {
+        out: (i64, i64),
+        came_in: (i64, i64),
+    },
+    /// Further on, or never built: recompute from the hourly roll-ups.
+    Rebuild,
+}
+
+/// The move from `w` (`None` before the first build) to `now_hour`.
+pub(crate) fn plan(w: Option<i64>, now_hour: i64) -> Move {
+    match w {
+        Some(w) if w >= now_hour => Move::Stay(w),
+        Some(w) if now_hour - w <= SPAN => Move::Shift {
+            out: (w - SPAN, now_hour - SPAN - 1),
+            came_in: (w + 1, now_hour),
+        },
+        _ => Move::Rebuild,
+    }
+}
+
 /// Whether (`dim`, `hour`) counts in the window whose current hour is `w`.
 pub(crate) fn covers(w: i64, dim: i64, hour: i64) -> bool {
     is_windowed(dim) && hour >= w - SPAN && hour <= w
@@ -168,6 +196,21 @@ mod tests {
         assert!(r.offer("a".into(), 3));
         assert!(!r.offer("c".into(), 2));
         assert_eq!(r.finish(&HashMap::new()), vec![("a".to_string(), 3)]);
+    }
+
+    #[test]
+    fn plans_moves() {
+        assert_eq!(plan(Some(10), 10), Move::Stay(10));
+        assert_eq!(plan(Some(11), 10), Move::Stay(11));
+        assert_eq!(
+            plan(Some(100), 102),
+            Move::Shift {
+                out: (76, 77),
+                came_in: (101, 102)
+            }
+        );
+        assert_eq!(plan(Some(100), 125), Move::Rebuild);
+        assert_eq!(plan(None, 10), Move::Rebuild);
     }
 
     #[test]

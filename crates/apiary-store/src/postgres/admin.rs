@@ -10,6 +10,7 @@ use super::text::{enc, Jsonb};
 use super::{is_unique_violation, json_err};
 use crate::deploy::{DeployScript, EnrollmentToken, NewEnrollmentToken, ScriptVersion};
 use crate::types::SensorRecord;
+use crate::validate;
 use crate::{Result, StoreError};
 
 /// Now, truncated to the microsecond like everything stored.
@@ -53,9 +54,7 @@ pub(super) async fn get_ident(c: &impl GenericClient, ident: &str) -> Result<Opt
 }
 
 pub(super) async fn upsert_ident(c: &mut deadpool_postgres::Client, i: &Ident) -> Result<()> {
-    if i.ident.is_empty() {
-        return Err(StoreError::Invalid("ident name is empty".into()));
-    }
+    validate::ident(i)?;
     let publish = Jsonb::of(&i.publish).map_err(json_err)?;
     let subscribe = Jsonb::of(&i.subscribe).map_err(json_err)?;
     let tx = c.transaction().await?;
@@ -146,11 +145,7 @@ pub(super) async fn get_sensor(c: &impl GenericClient, uuid: &str) -> Result<Opt
 }
 
 pub(super) async fn create_sensor(c: &impl GenericClient, s: &SensorRecord) -> Result<()> {
-    if s.uuid.is_empty() || s.name.is_empty() {
-        return Err(StoreError::Invalid(
-            "sensor uuid and name are required".into(),
-        ));
-    }
+    validate::new_sensor(s)?;
     let heartbeat = s
         .heartbeat
         .as_ref()
@@ -299,12 +294,7 @@ pub(super) async fn create_user(
     role: Role,
     password_hash: &str,
 ) -> Result<User> {
-    let email = email.trim();
-    if email.is_empty() || email.len() > 254 || email.chars().any(char::is_control) {
-        return Err(StoreError::Invalid(
-            "email must be 1 to 254 characters without control characters".into(),
-        ));
-    }
+    let email = validate::email(email)?;
     let created = now();
     let row = c
         .query_one(
@@ -544,9 +534,6 @@ pub(super) async fn delete_user_sessions(c: &impl GenericClient, user_id: i64) -
 
 // ---- deploy scripts and enrollment tokens ----
 
-/// Largest script body accepted (a script is text; 1 MiB is generous).
-const MAX_BODY: usize = 1 << 20;
-
 const SCRIPT_SELECT: &str = "SELECT s.id, s.name, s.honeypot, s.version, v.body, v.notes,
         v.author, s.created_at, s.updated_at
      FROM deploy_scripts s
@@ -583,22 +570,9 @@ fn token_row(r: &Row) -> EnrollmentToken {
     }
 }
 
-fn check_name(field: &str, v: &str, max: usize) -> Result<String> {
-    let v = v.trim();
-    if v.is_empty() || v.len() > max || v.chars().any(char::is_control) {
-        return Err(StoreError::Invalid(format!(
-            "{field} must be 1 to {max} characters without control characters"
-        )));
-    }
-    Ok(v.to_owned())
-}
-
+/// [`validate::script_body`], and no NUL: PostgreSQL text cannot hold one.
 fn check_body(body: &str) -> Result<()> {
-    if body.len() > MAX_BODY {
-        return Err(StoreError::Invalid(format!(
-            "script body is larger than {MAX_BODY} bytes"
-        )));
-    }
+    validate::script_body(body)?;
     if body.contains('\0') {
         return Err(StoreError::Invalid("script body contains NUL".into()));
     }
@@ -627,8 +601,7 @@ pub(super) async fn create_script(
     notes: &str,
     author: &str,
 ) -> Result<DeployScript> {
-    let name = check_name("name", name, 200)?;
-    let honeypot = check_name("honeypot", honeypot, 64)?;
+    let (name, honeypot) = validate::script_names(name, honeypot)?;
     check_body(body)?;
     let at = now();
     let tx = c.transaction().await?;

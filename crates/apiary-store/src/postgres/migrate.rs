@@ -4,10 +4,11 @@
 
 use deadpool_postgres::GenericClient;
 
-use crate::{Result, StoreError};
+use crate::schema::{self, Migration};
+use crate::Result;
 
 /// (version, name, SQL). Append only; never edit an applied file.
-const MIGRATIONS: &[(u32, &str, &str)] = &[
+const MIGRATIONS: &[Migration] = &[
     (
         1,
         "initial",
@@ -88,18 +89,11 @@ pub(super) async fn migrate(c: &mut deadpool_postgres::Client) -> Result<u32> {
         .await?
         .get(0);
     let current = current as u32;
-    let latest = MIGRATIONS.last().map_or(0, |m| m.0);
-    if current > latest {
-        return Err(StoreError::Other(format!(
-            "database schema version {current} is newer than this build knows ({latest}); \
-             upgrade apiary"
-        )));
-    }
-    for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+    for &(version, name, sql) in schema::pending(MIGRATIONS, current)? {
         tracing::info!(version, name, "applying migration");
         tx.batch_execute(sql)
             .await
-            .map_err(|e| StoreError::Other(format!("migration {version:04}_{name} failed: {e}")))?;
+            .map_err(|e| schema::failed(version, name, e))?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
             &[&(version as i32), &name],
@@ -108,7 +102,7 @@ pub(super) async fn migrate(c: &mut deadpool_postgres::Client) -> Result<u32> {
         tracing::info!(version, name, "applied migration");
     }
     tx.commit().await?;
-    Ok(latest)
+    Ok(schema::latest(MIGRATIONS))
 }
 
 #[cfg(test)]

@@ -37,6 +37,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
+use crate::prune::PruneBatches;
 use crate::types::*;
 use crate::{Outcome, Result, Store, StoreError};
 
@@ -394,38 +395,7 @@ impl Store for PgStore {
         sessions_older_than: Option<DateTime<Utc>>,
         batch_limit: usize,
     ) -> Result<PruneResult> {
-        let limit = batch_limit.clamp(1, 100_000);
-        let mut total = PruneResult::default();
-        // One short transaction per step so ingest interleaves with a long pass.
-        if let Some(t) = raw_older_than {
-            loop {
-                let n = write::prune_raw(&mut self.conn().await?, t, limit).await?;
-                total.raw += n;
-                if n < limit as u64 {
-                    break;
-                }
-            }
-        }
-        if let Some(t) = sessions_older_than {
-            loop {
-                let (s, cr) = write::prune_sessions(&mut self.conn().await?, t, limit).await?;
-                total.sessions += s;
-                total.credentials += cr;
-                if s < limit as u64 {
-                    break;
-                }
-            }
-            for dim in Dimension::ALL {
-                loop {
-                    let n = write::prune_rollups(&self.conn().await?, dim, t, limit).await?;
-                    total.rollups += n;
-                    if n < limit as u64 {
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(total)
+        crate::prune::prune(self, raw_older_than, sessions_older_than, batch_limit).await
     }
 
     async fn count_users(&self) -> Result<u64> {
@@ -578,6 +548,21 @@ impl PgStore {
             return Ok(BatchResult::default());
         }
         write::insert_batch(&mut self.conn().await?, batch).await
+    }
+}
+
+#[async_trait]
+impl PruneBatches for PgStore {
+    async fn raw(&self, before: DateTime<Utc>, limit: usize) -> Result<u64> {
+        write::prune_raw(&mut self.conn().await?, before, limit).await
+    }
+
+    async fn sessions(&self, before: DateTime<Utc>, limit: usize) -> Result<(u64, u64)> {
+        write::prune_sessions(&mut self.conn().await?, before, limit).await
+    }
+
+    async fn rollups(&self, dim: Dimension, before: DateTime<Utc>, limit: usize) -> Result<u64> {
+        write::prune_rollups(&self.conn().await?, dim, before, limit).await
     }
 }
 

@@ -13,15 +13,17 @@ use tokio_postgres::Row;
 
 use super::json_err;
 use super::text::{dec, dec_opt, enc, Jsonb};
-use super::write::hour_of;
+use crate::hours::{from_us, hour_range, us, HourSlots};
+use crate::like::like_contains;
+use crate::paging::page_of;
 use crate::ranking::TopSearch;
+use crate::schema::COUNTED_TABLES;
+use crate::search::TextPart;
 use crate::types::*;
-use crate::{Result, StoreError};
+use crate::Result;
 
 type Paged<T> = Result<(Vec<T>, Option<Cursor>)>;
 type Param = Box<dyn ToSql + Sync + Send>;
-
-const HOUR_US: i64 = 3_600_000_000;
 
 /// A WHERE clause under construction with its numbered arguments.
 #[derive(Default)]
@@ -62,36 +64,6 @@ impl Where {
     }
 }
 
-fn from_us(v: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(v).unwrap_or_default()
-}
-
-fn us(t: DateTime<Utc>) -> i64 {
-    t.timestamp_micros()
-}
-
-/// Hour buckets overlapping `[since, until)`: `lo <= hour < hi`.
-fn hour_range(since: DateTime<Utc>, until: DateTime<Utc>) -> (i64, i64) {
-    let lo = hour_of(since);
-    let u = us(until);
-    let hi = u.div_euclid(HOUR_US) + i64::from(u.rem_euclid(HOUR_US) != 0);
-    (lo, hi)
-}
-
-/// `%text%` for `LIKE ... ESCAPE '\'`, with `%`, `_` and `\` taken literally.
-fn like_contains(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('%');
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
-}
-
 /// An IPv4-mapped IPv6 network as the IPv4 network it covers (sessions store IPv4
 /// sources as IPv4; the SQLite backend compares both in the mapped form).
 fn unmapped(net: IpNet) -> IpNet {
@@ -108,17 +80,6 @@ fn unmapped(net: IpNet) -> IpNet {
     net
 }
 
-/// One of the three kinds of match of a free-text search (`SessionFilter::text`).
-#[derive(Clone, Copy)]
-enum TextPart<'a> {
-    /// Username or password equal to it (the credential hash indexes).
-    Credential(&'a str),
-    /// IDS signature containing it (the partial index of IDS sessions).
-    Signature(&'a str),
-    /// A URL containing it (the partial index of sessions with URLs, migration 0008).
-    Url(&'a str),
-}
-
 fn session_where(f: &SessionFilter) -> Where {
     session_where_part(f, None)
 }
@@ -128,6 +89,7 @@ fn session_where_part(f: &SessionFilter, part: Option<TextPart<'_>>) -> Where {
     let mut w = Where::default();
     match part {
         Some(TextPart::Credential(s)) => {
+            // Over the credential hash indexes.
             let p = w.arg(enc(s).into_owned());
             w.and(&format!(
                 "id IN (SELECT session_id FROM credentials WHERE username = {p} \
@@ -254,18 +216,6 @@ fn session_row(r: &Row) -> Result<(Session, Cursor)> {
     Ok((session, Cursor::encode(us(ts), id)))
 }
 
-/// Cuts a `limit + 1` fetch to `limit` rows and derives the next cursor.
-fn page_of<T>(mut rows: Vec<(T, Cursor)>, limit: usize) -> (Vec<T>, Option<Cursor>) {
-    let more = rows.len() > limit;
-    rows.truncate(limit);
-    let next = if more {
-        rows.last().map(|(_, c)| c.clone())
-    } else {
-        None
-    };
-    (rows.into_iter().map(|(t, _)| t).collect(), next)
-}
-
 pub(super) async fn sessions(
     c: &impl GenericClient,
     f: &SessionFilter,
@@ -275,11 +225,7 @@ pub(super) async fn sessions(
         return sessions_part(c, f, None, page).await;
     };
     let mut parts = Vec::with_capacity(3);
-    for part in [
-        TextPart::Credential(q),
-        TextPart::Signature(q),
-        TextPart::Url(q),
-    ] {
+    for part in TextPart::all(q) {
         parts.push(sessions_part(c, f, Some(part), page).await?);
     }
     Ok(crate::search::merge(parts, page.capped()))
@@ -461,11 +407,7 @@ pub(super) async fn top(
 }
 
 pub(super) async fn top_sources(c: &impl GenericClient, q: &TopSourcesQuery) -> Result<TopSources> {
-    if q.filter.text.is_some() {
-        return Err(StoreError::Invalid(
-            "free text is not supported in top sources".into(),
-        ));
-    }
+    crate::ranking::check_query(q)?;
     let (mut search, f) = TopSearch::new(q);
     let (Some(since), Some(until)) = (f.since, f.until) else {
         return Ok(TopSources::default());
@@ -555,9 +497,6 @@ async fn source_groups(
     Ok(out)
 }
 
-/// Hours a counts-per-hour answer may span (ten years); more is a caller bug.
-const MAX_HOURS: i64 = 24 * 366 * 10;
-
 pub(super) async fn counts_per_hour(
     c: &impl GenericClient,
     since: DateTime<Utc>,
@@ -565,12 +504,7 @@ pub(super) async fn counts_per_hour(
     filter: Option<(Dimension, String)>,
 ) -> Result<Vec<HourCount>> {
     let (lo, hi) = hour_range(since, until);
-    if hi - lo > MAX_HOURS {
-        return Err(StoreError::Invalid(format!(
-            "counts per hour over {} hours; at most {MAX_HOURS}",
-            hi - lo
-        )));
-    }
+    let mut slots = HourSlots::new(lo, hi)?;
     let (dim, value) = filter.unwrap_or((Dimension::All, String::new()));
     let st = c
         .prepare_cached(
@@ -579,7 +513,6 @@ pub(super) async fn counts_per_hour(
                    AND value = $2",
         )
         .await?;
-    let mut counts = vec![0u64; (hi - lo).max(0) as usize];
     let value = enc(&value).into_owned();
     for r in c
         .query(&st, &[&(dim.code() as i16), &value, &lo, &hi])
@@ -587,18 +520,9 @@ pub(super) async fn counts_per_hour(
     {
         let hour: i64 = r.get(0);
         let n: i64 = r.get(1);
-        if let Some(slot) = counts.get_mut((hour - lo) as usize) {
-            *slot = n.max(0) as u64;
-        }
+        slots.set(hour, n);
     }
-    Ok(counts
-        .into_iter()
-        .enumerate()
-        .map(|(i, count)| HourCount {
-            hour: from_us((lo + i as i64) * HOUR_US),
-            count,
-        })
-        .collect())
+    Ok(slots.into_counts())
 }
 
 pub(super) async fn total_sessions(
@@ -729,6 +653,21 @@ fn side_page(page: &Page, key: &str) -> Result<(String, Where, usize)> {
     ))
 }
 
+/// One keyset page of a side table: `select` (`SELECT ... FROM table`) with the keyset
+/// condition and order of [`side_page`] on `key` appended.
+async fn side_list<T>(
+    c: &impl GenericClient,
+    page: &Page,
+    key: &str,
+    select: &str,
+    row: impl Fn(&Row) -> (T, Cursor),
+) -> Paged<T> {
+    let (tail, w, limit) = side_page(page, key)?;
+    let st = c.prepare_cached(&format!("{select}{tail}")).await?;
+    let rows = c.query(&st, &w.params()).await?.iter().map(row).collect();
+    Ok(page_of(rows, limit))
+}
+
 const FILE_COLS: &str =
     "id, sha512, sha256, sha1, md5, size, content_guess, url, first_seen, last_seen, count";
 
@@ -756,17 +695,8 @@ fn file_row(r: &Row) -> (FileRow, Cursor) {
 }
 
 pub(super) async fn files(c: &impl GenericClient, page: &Page) -> Paged<FileRow> {
-    let (tail, w, limit) = side_page(page, "last_seen")?;
-    let st = c
-        .prepare_cached(&format!("SELECT {FILE_COLS} FROM files{tail}"))
-        .await?;
-    let rows = c
-        .query(&st, &w.params())
-        .await?
-        .iter()
-        .map(file_row)
-        .collect();
-    Ok(page_of(rows, limit))
+    let select = format!("SELECT {FILE_COLS} FROM files");
+    side_list(c, page, "last_seen", &select, file_row).await
 }
 
 pub(super) async fn file(c: &impl GenericClient, hash: &str) -> Result<Option<FileRow>> {
@@ -790,63 +720,43 @@ pub(super) async fn file(c: &impl GenericClient, hash: &str) -> Result<Option<Fi
 }
 
 pub(super) async fn urls(c: &impl GenericClient, page: &Page) -> Paged<UrlRow> {
-    let (tail, w, limit) = side_page(page, "last_seen")?;
-    let st = c
-        .prepare_cached(&format!(
-            "SELECT id, url, first_seen, last_seen, count,
+    let select = "SELECT id, url, first_seen, last_seen, count,
                     ARRAY(SELECT sha512 FROM url_files f WHERE f.url_id = urls.id
                           ORDER BY sha512 COLLATE \"C\")
-             FROM urls{tail}"
-        ))
-        .await?;
-    let rows = c
-        .query(&st, &w.params())
-        .await?
-        .iter()
-        .map(|r| {
-            let id: i64 = r.get(0);
-            let last_seen: DateTime<Utc> = r.get(3);
-            (
-                UrlRow {
-                    url: dec(r.get(1)),
-                    file_sha512: r.get::<_, Vec<String>>(5).into_iter().map(dec).collect(),
-                    first_seen: r.get(2),
-                    last_seen,
-                    count: r.get::<_, i64>(4).max(0) as u64,
-                },
-                Cursor::encode(us(last_seen), id),
-            )
-        })
-        .collect();
-    Ok(page_of(rows, limit))
+             FROM urls";
+    side_list(c, page, "last_seen", select, |r| {
+        let id: i64 = r.get(0);
+        let last_seen: DateTime<Utc> = r.get(3);
+        (
+            UrlRow {
+                url: dec(r.get(1)),
+                file_sha512: r.get::<_, Vec<String>>(5).into_iter().map(dec).collect(),
+                first_seen: r.get(2),
+                last_seen,
+                count: r.get::<_, i64>(4).max(0) as u64,
+            },
+            Cursor::encode(us(last_seen), id),
+        )
+    })
+    .await
 }
 
 pub(super) async fn dorks(c: &impl GenericClient, page: &Page) -> Paged<DorkRow> {
-    let (tail, w, limit) = side_page(page, "last_seen")?;
-    let st = c
-        .prepare_cached(&format!(
-            "SELECT id, content, kind, first_seen, last_seen, count FROM dorks{tail}"
-        ))
-        .await?;
-    let rows = c
-        .query(&st, &w.params())
-        .await?
-        .iter()
-        .map(|r| {
-            let last_seen: DateTime<Utc> = r.get(4);
-            (
-                DorkRow {
-                    content: dec(r.get(1)),
-                    kind: dec(r.get(2)),
-                    first_seen: r.get(3),
-                    last_seen,
-                    count: r.get::<_, i64>(5).max(0) as u64,
-                },
-                Cursor::encode(us(last_seen), r.get(0)),
-            )
-        })
-        .collect();
-    Ok(page_of(rows, limit))
+    let select = "SELECT id, content, kind, first_seen, last_seen, count FROM dorks";
+    side_list(c, page, "last_seen", select, |r| {
+        let last_seen: DateTime<Utc> = r.get(4);
+        (
+            DorkRow {
+                content: dec(r.get(1)),
+                kind: dec(r.get(2)),
+                first_seen: r.get(3),
+                last_seen,
+                count: r.get::<_, i64>(5).max(0) as u64,
+            },
+            Cursor::encode(us(last_seen), r.get(0)),
+        )
+    })
+    .await
 }
 
 const METADATA_COLS: &str = "id, ip, os, app, link, uptime, first_seen, updated_at";
@@ -870,17 +780,8 @@ fn metadata_row(r: &Row) -> (MetadataRow, Cursor) {
 }
 
 pub(super) async fn metadata(c: &impl GenericClient, page: &Page) -> Paged<MetadataRow> {
-    let (tail, w, limit) = side_page(page, "updated_at")?;
-    let st = c
-        .prepare_cached(&format!("SELECT {METADATA_COLS} FROM p0f_metadata{tail}"))
-        .await?;
-    let rows = c
-        .query(&st, &w.params())
-        .await?
-        .iter()
-        .map(metadata_row)
-        .collect();
-    Ok(page_of(rows, limit))
+    let select = format!("SELECT {METADATA_COLS} FROM p0f_metadata");
+    side_list(c, page, "updated_at", &select, metadata_row).await
 }
 
 pub(super) async fn metadata_for(c: &impl GenericClient, ip: &str) -> Result<Option<MetadataRow>> {
@@ -894,17 +795,6 @@ pub(super) async fn metadata_for(c: &impl GenericClient, ip: &str) -> Result<Opt
         .map(|r| metadata_row(&r).0))
 }
 
-/// Tables counted with COUNT(*); the big ones have exact counters kept by the writers.
-const COUNTED: &[&str] = &[
-    "idents",
-    "sensors",
-    "files",
-    "urls",
-    "dorks",
-    "p0f_metadata",
-    "rollup_hourly",
-];
-
 pub(super) async fn table_counts(c: &impl GenericClient) -> Result<Vec<(String, u64)>> {
     let mut out = Vec::new();
     let st = c
@@ -915,7 +805,7 @@ pub(super) async fn table_counts(c: &impl GenericClient) -> Result<Vec<(String, 
     for r in c.query(&st, &[]).await? {
         out.push((r.get::<_, String>(0), r.get::<_, i64>(1).max(0) as u64));
     }
-    for table in COUNTED {
+    for table in COUNTED_TABLES {
         let st = c
             .prepare_cached(&format!("SELECT COUNT(*) FROM {table}"))
             .await?;

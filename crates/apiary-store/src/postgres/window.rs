@@ -11,7 +11,7 @@ use deadpool_postgres::{GenericClient, Transaction};
 
 use super::text::{dec, enc};
 use crate::types::Dimension;
-use crate::window::{answers, covers, Ranker, DIMS, HOUR_COUNTER, SPAN};
+use crate::window::{answers, covers, plan, Move, Ranker, DIMS, HOUR_COUNTER, SPAN};
 use crate::Result;
 
 fn dim_codes() -> Vec<i16> {
@@ -30,13 +30,10 @@ pub(super) async fn current_hour(c: &impl GenericClient) -> Result<Option<i64>> 
 /// Moves the window to `now_hour` (never backwards) and returns `W`. Call under the
 /// writers' lock, before the transaction's roll-up increments are written.
 pub(super) async fn advance(tx: &Transaction<'_>, now_hour: i64) -> Result<i64> {
-    let w = current_hour(tx).await?;
-    match w {
-        Some(w) if w >= now_hour => return Ok(w),
-        Some(w) if now_hour - w <= SPAN => {
-            // Subtract the hours that fell out (W-24 ..= now-25) and add those that came
-            // in (W+1 ..= now), which may already hold future-dated sessions. Summed per
-            // value first: one upsert may not touch a row twice here.
+    match plan(current_hour(tx).await?, now_hour) {
+        Move::Stay(w) => return Ok(w),
+        Move::Shift { out, came_in } => {
+            // Summed per value first: one upsert may not touch a row twice here.
             let st = tx
                 .prepare_cached(
                     "INSERT INTO rollup_window AS r (dim, value, count)
@@ -48,20 +45,11 @@ pub(super) async fn advance(tx: &Transaction<'_>, now_hour: i64) -> Result<i64> 
                      ON CONFLICT (dim, md5(value)) DO UPDATE SET count = r.count + excluded.count",
                 )
                 .await?;
-            tx.execute(
-                &st,
-                &[
-                    &(w - SPAN),
-                    &(now_hour - SPAN - 1),
-                    &(w + 1),
-                    &now_hour,
-                    &dim_codes(),
-                ],
-            )
-            .await?;
+            tx.execute(&st, &[&out.0, &out.1, &came_in.0, &came_in.1, &dim_codes()])
+                .await?;
             drop_zero(tx).await?;
         }
-        _ => rebuild(tx, now_hour).await?,
+        Move::Rebuild => rebuild(tx, now_hour).await?,
     }
     let st = tx
         .prepare_cached("UPDATE counters SET value = $2 WHERE name = $1")

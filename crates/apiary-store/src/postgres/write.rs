@@ -11,14 +11,13 @@ use tokio_postgres::types::{ToSql, Type};
 
 use super::json_err;
 use super::text::{dec, dec_opt, Jsonb, Txt};
+use crate::rollups::{origin_of, Dims, Rollups};
 use crate::types::{BatchResult, Dimension, IngestItem, RawStatus};
 use crate::{Outcome, Result};
 
-const HOUR_US: i64 = 3_600_000_000;
-
 /// The hour bucket (hours since the epoch) holding `t`.
 pub(super) fn hour_of(t: DateTime<Utc>) -> i64 {
-    t.timestamp_micros().div_euclid(HOUR_US)
+    crate::hours::hour_of(t.timestamp_micros())
 }
 
 /// Advisory lock class of the writers' shared-row section (second key: the schema).
@@ -55,101 +54,39 @@ async fn next_ids(tx: &Transaction<'_>, sequence: &str, n: usize) -> Result<Vec<
     Ok(ids)
 }
 
-/// Roll-up increments of one transaction: (dim, hour) → value → delta.
-#[derive(Default)]
-struct Rollups(HashMap<(i16, i64), HashMap<String, i64>>);
-
-/// The roll-up dimensions of one session.
-struct Dims<'a> {
-    hour: i64,
-    honeypot: &'a str,
-    sensor: &'a str,
-    channel: &'a str,
-    destination_port: Option<u16>,
-    source_ip: Option<String>,
-    country: Option<&'a str>,
-    protocol: Option<&'a str>,
-    signature: Option<&'a str>,
-}
-
-impl Rollups {
-    fn add(&mut self, dim: Dimension, hour: i64, value: &str, delta: i64) {
-        let inner = self.0.entry((dim.code() as i16, hour)).or_default();
-        match inner.get_mut(value) {
-            Some(n) => *n += delta,
-            None => {
-                inner.insert(value.to_owned(), delta);
-            }
-        }
+/// One upsert for every changed (dim, hour, value), in key order, and the same
+/// increments in the sliding window, which first moves to the current hour. Call
+/// under the writers' lock.
+async fn flush(rollups: Rollups, tx: &Transaction<'_>) -> Result<()> {
+    let mut rows: Vec<(i16, i64, String, i64)> = rollups
+        .into_changes()
+        .map(|(dim, hour, value, n)| (dim as i16, hour, super::text::enc(&value).into_owned(), n))
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
     }
-
-    /// Which roll-up rows a session counts in (+1 on insert, -1 when it is replaced).
-    fn session(&mut self, d: &Dims<'_>, delta: i64) {
-        let h = d.hour;
-        self.add(Dimension::All, h, "", delta);
-        self.add(Dimension::Honeypot, h, d.honeypot, delta);
-        self.add(Dimension::Sensor, h, d.sensor, delta);
-        self.add(Dimension::Channel, h, d.channel, delta);
-        if let Some(p) = d.destination_port {
-            self.add(Dimension::DestinationPort, h, &p.to_string(), delta);
-        }
-        if let Some(v) = &d.source_ip {
-            self.add(Dimension::SourceIp, h, v, delta);
-        }
-        for (dim, v) in [
-            (Dimension::Country, d.country),
-            (Dimension::Protocol, d.protocol),
-            (Dimension::Signature, d.signature),
-        ] {
-            if let Some(v) = v {
-                self.add(dim, h, v, delta);
-            }
-        }
+    rows.sort_unstable();
+    let w = super::window::advance(tx, hour_of(Utc::now())).await?;
+    super::window::add(tx, w, &rows).await?;
+    let mut dims = Vec::with_capacity(rows.len());
+    let mut hours = Vec::with_capacity(rows.len());
+    let mut values = Vec::with_capacity(rows.len());
+    let mut counts = Vec::with_capacity(rows.len());
+    for (d, h, v, n) in rows {
+        dims.push(d);
+        hours.push(h);
+        values.push(v);
+        counts.push(n);
     }
-
-    fn credential(&mut self, hour: i64, username: &str, password: &str, delta: i64) {
-        self.add(Dimension::Username, hour, username, delta);
-        self.add(Dimension::Password, hour, password, delta);
-    }
-
-    /// One upsert for every changed (dim, hour, value), in key order, and the same
-    /// increments in the sliding window, which first moves to the current hour. Call
-    /// under the writers' lock.
-    async fn flush(self, tx: &Transaction<'_>) -> Result<()> {
-        let mut rows: Vec<(i16, i64, String, i64)> = Vec::new();
-        for ((dim, hour), values) in self.0 {
-            for (value, n) in values {
-                if n != 0 {
-                    rows.push((dim, hour, super::text::enc(&value).into_owned(), n));
-                }
-            }
-        }
-        if rows.is_empty() {
-            return Ok(());
-        }
-        rows.sort_unstable();
-        let w = super::window::advance(tx, hour_of(Utc::now())).await?;
-        super::window::add(tx, w, &rows).await?;
-        let mut dims = Vec::with_capacity(rows.len());
-        let mut hours = Vec::with_capacity(rows.len());
-        let mut values = Vec::with_capacity(rows.len());
-        let mut counts = Vec::with_capacity(rows.len());
-        for (d, h, v, n) in rows {
-            dims.push(d);
-            hours.push(h);
-            values.push(v);
-            counts.push(n);
-        }
-        let st = tx
-            .prepare_cached(
-                "INSERT INTO rollup_hourly AS r (dim, hour, value, count)
-                 SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::text[], $4::bigint[])
-                 ON CONFLICT (dim, hour, md5(value)) DO UPDATE SET count = r.count + excluded.count",
-            )
-            .await?;
-        tx.execute(&st, &[&dims, &hours, &values, &counts]).await?;
-        Ok(())
-    }
+    let st = tx
+        .prepare_cached(
+            "INSERT INTO rollup_hourly AS r (dim, hour, value, count)
+             SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::text[], $4::bigint[])
+             ON CONFLICT (dim, hour, md5(value)) DO UPDATE SET count = r.count + excluded.count",
+        )
+        .await?;
+    tx.execute(&st, &[&dims, &hours, &values, &counts]).await?;
+    Ok(())
 }
 
 /// A session about to be inserted, with what it needs besides its model value.
@@ -161,21 +98,6 @@ struct NewSession<'a> {
     raw: i64,
     details: Jsonb,
     destination_geo: Option<Jsonb>,
-}
-
-/// The channel and sensor a session is stored with (the raw message's when unset).
-fn origin_of<'a>(s: &'a Session, channel: &'a str, ident: &'a str) -> (&'a str, &'a str) {
-    let c = if s.channel.is_empty() {
-        channel
-    } else {
-        &s.channel
-    };
-    let i = if s.sensor.is_empty() {
-        ident
-    } else {
-        &s.sensor
-    };
-    (c, i)
 }
 
 /// Prepares the sessions among `records` and counts them (+1) in `rollups`.
@@ -190,27 +112,8 @@ fn prep_records<'a>(
     for r in records {
         let Normalized::Session(s) = r else { continue };
         let (channel, sensor) = origin_of(s, channel, ident);
-        let hour = hour_of(s.timestamp);
-        for cr in &s.details.credentials {
-            rollups.credential(hour, &cr.username, &cr.password, 1);
-        }
-        rollups.session(
-            &Dims {
-                hour,
-                honeypot: &s.honeypot,
-                sensor,
-                channel,
-                destination_port: s.destination_port,
-                source_ip: s.source_ip.map(|ip| ip.to_string()),
-                country: s
-                    .source_geo
-                    .as_ref()
-                    .and_then(|g| g.country_code.as_deref()),
-                protocol: s.protocol.as_deref(),
-                signature: s.details.ids.as_ref().map(|a| a.signature.as_str()),
-            },
-            1,
-        );
+        let source_ip = s.source_ip.map(|ip| ip.to_string());
+        rollups.new_session(s, channel, sensor, source_ip.as_deref());
         out.push(NewSession {
             s,
             channel,
@@ -601,7 +504,7 @@ pub(super) async fn insert_batch(
             Err(_) => out.errors += 1,
         }
     }
-    rollups.flush(&tx).await?;
+    flush(rollups, &tx).await?;
     bump_counters(&tx, batch.len() as i64, sessions, creds).await?;
     let mut seen: Vec<(&str, DateTime<Utc>)> = last_seen.into_iter().collect();
     seen.sort_unstable();
@@ -687,6 +590,9 @@ pub(super) async fn renormalize_batch(
             let country = dec_opt(r.get(7));
             let protocol = dec_opt(r.get(8));
             let signature = dec_opt(r.get(9));
+            let source_ip = r
+                .get::<_, Option<std::net::IpAddr>>(6)
+                .map(|ip| ip.to_string());
             rollups.session(
                 &Dims {
                     hour,
@@ -694,9 +600,7 @@ pub(super) async fn renormalize_batch(
                     sensor: &sensor,
                     channel: &channel,
                     destination_port: r.get::<_, Option<i32>>(5).map(|p| p as u16),
-                    source_ip: r
-                        .get::<_, Option<std::net::IpAddr>>(6)
-                        .map(|ip| ip.to_string()),
+                    source_ip: source_ip.as_deref(),
                     country: country.as_deref(),
                     protocol: protocol.as_deref(),
                     signature: signature.as_deref(),
@@ -750,7 +654,7 @@ pub(super) async fn renormalize_batch(
     let (added, added_creds) = copy_sessions(&tx, &news).await?;
     let added = added.len() as i64;
     drop(news);
-    rollups.flush(&tx).await?;
+    flush(rollups, &tx).await?;
     bump_counters(
         &tx,
         0,

@@ -4,7 +4,8 @@ use apiary_model::{ApiKey, Role, User, WebSession};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::conv::{from_us, us};
+use crate::hours::{from_us, us};
+use crate::validate;
 use crate::{Result, StoreError};
 
 fn role_of(s: &str) -> rusqlite::Result<Role> {
@@ -51,12 +52,7 @@ pub(super) fn create_user(
     role: Role,
     password_hash: &str,
 ) -> Result<User> {
-    let email = email.trim();
-    if email.is_empty() || email.len() > 254 || email.chars().any(char::is_control) {
-        return Err(StoreError::Invalid(
-            "email must be 1 to 254 characters without control characters".into(),
-        ));
-    }
+    let email = validate::email(email)?;
     let now = Utc::now();
     let taken: bool = c
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM users WHERE email = ?1)")?

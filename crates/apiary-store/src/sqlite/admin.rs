@@ -4,8 +4,10 @@ use apiary_model::{Ident, Secret};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
-use super::conv::{from_us, json_err, us};
+use super::conv::json_err;
+use crate::hours::{from_us, us};
 use crate::types::SensorRecord;
+use crate::validate;
 use crate::{Result, StoreError};
 
 const BUMP_IDENTS: &str = "UPDATE counters SET value = value + 1 WHERE name = 'idents_version'";
@@ -45,9 +47,7 @@ pub(super) fn get_ident(c: &Connection, ident: &str) -> Result<Option<Ident>> {
 }
 
 pub(super) fn upsert_ident(c: &mut Connection, i: &Ident) -> Result<()> {
-    if i.ident.is_empty() {
-        return Err(StoreError::Invalid("ident name is empty".into()));
-    }
+    validate::ident(i)?;
     let publish = serde_json::to_string(&i.publish).map_err(json_err)?;
     let subscribe = serde_json::to_string(&i.subscribe).map_err(json_err)?;
     let now = us(Utc::now());
@@ -137,11 +137,7 @@ fn heartbeat_text(s: &SensorRecord) -> Result<Option<String>> {
 }
 
 pub(super) fn create_sensor(c: &mut Connection, s: &SensorRecord) -> Result<()> {
-    if s.uuid.is_empty() || s.name.is_empty() {
-        return Err(StoreError::Invalid(
-            "sensor uuid and name are required".into(),
-        ));
-    }
+    validate::new_sensor(s)?;
     c.execute(
         &format!("INSERT INTO sensors ({SENSOR_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
         params![

@@ -2,13 +2,10 @@
 
 use std::net::IpAddr;
 
-use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use rusqlite::ErrorCode;
 
 use crate::StoreError;
-
-pub(crate) const HOUR_US: i64 = 3_600_000_000;
 
 /// The day bucket leading the source-address index: `ts / 86400000000` in SQL, which
 /// truncates toward zero exactly like Rust's `/`. Queries must spell the expression
@@ -53,29 +50,6 @@ pub(crate) fn json_err(e: serde_json::Error) -> StoreError {
     StoreError::Other(format!("stored JSON is unreadable: {e}"))
 }
 
-/// Microseconds since the epoch.
-pub(crate) fn us(t: DateTime<Utc>) -> i64 {
-    t.timestamp_micros()
-}
-
-/// Back from microseconds; out-of-range values (never written by us) clamp to the epoch.
-pub(crate) fn from_us(v: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(v).unwrap_or_default()
-}
-
-/// The hour bucket holding `t_us`.
-pub(crate) fn hour_of(t_us: i64) -> i64 {
-    t_us.div_euclid(HOUR_US)
-}
-
-/// Hour buckets overlapping `[since, until)`: `lo <= hour < hi`.
-pub(crate) fn hour_range(since: DateTime<Utc>, until: DateTime<Utc>) -> (i64, i64) {
-    let lo = hour_of(us(since));
-    let u = us(until);
-    let hi = u.div_euclid(HOUR_US) + i64::from(u.rem_euclid(HOUR_US) != 0);
-    (lo, hi)
-}
-
 /// 16-byte sortable form of an address: IPv4 as IPv4-mapped IPv6.
 pub(crate) fn ip_key(ip: IpAddr) -> [u8; 16] {
     match ip {
@@ -90,32 +64,9 @@ pub(crate) fn net_range(net: IpNet) -> ([u8; 16], [u8; 16]) {
     (ip_key(net.network()), ip_key(net.broadcast()))
 }
 
-/// Escapes `%`, `_` and `\` for `LIKE ... ESCAPE '\'`.
-pub(crate) fn like_contains(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('%');
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hour_ranges() {
-        let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
-        let (lo, hi) = hour_range(t("2024-01-01T10:00:00Z"), t("2024-01-01T12:00:00Z"));
-        assert_eq!(hi - lo, 2);
-        let (lo2, hi2) = hour_range(t("2024-01-01T10:30:00Z"), t("2024-01-01T12:00:01Z"));
-        assert_eq!((lo2, hi2), (lo, hi + 1));
-    }
 
     #[test]
     fn keys_sort_and_ranges_cover() {
@@ -153,10 +104,5 @@ mod tests {
             assert_ne!(day_of(lo - 1), day_of(t));
             assert_ne!(day_of(hi), day_of(t));
         }
-    }
-
-    #[test]
-    fn like_escapes() {
-        assert_eq!(like_contains("50%_a\\"), "%50\\%\\_a\\\\%");
     }
 }

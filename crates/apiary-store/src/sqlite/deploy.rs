@@ -4,12 +4,10 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
-use super::conv::{from_us, us};
 use crate::deploy::{DeployScript, EnrollmentToken, NewEnrollmentToken, ScriptVersion};
+use crate::hours::{from_us, us};
+use crate::validate;
 use crate::{Result, StoreError};
-
-/// Largest script body accepted (a script is text; 1 MiB is generous).
-const MAX_BODY: usize = 1 << 20;
 
 const SCRIPT_SELECT: &str = "SELECT s.id, s.name, s.honeypot, s.version, v.body, v.notes, v.author,
         s.created_at, s.updated_at
@@ -47,25 +45,6 @@ fn token_row(r: &Row<'_>) -> rusqlite::Result<EnrollmentToken> {
     })
 }
 
-fn check_name(field: &str, v: &str, max: usize) -> Result<String> {
-    let v = v.trim();
-    if v.is_empty() || v.len() > max || v.chars().any(char::is_control) {
-        return Err(StoreError::Invalid(format!(
-            "{field} must be 1 to {max} characters without control characters"
-        )));
-    }
-    Ok(v.to_owned())
-}
-
-fn check_body(body: &str) -> Result<()> {
-    if body.len() > MAX_BODY {
-        return Err(StoreError::Invalid(format!(
-            "script body is larger than {MAX_BODY} bytes"
-        )));
-    }
-    Ok(())
-}
-
 pub(super) fn list_scripts(c: &Connection) -> Result<Vec<DeployScript>> {
     let sql = format!("{SCRIPT_SELECT} ORDER BY s.name");
     let rows = c
@@ -90,9 +69,8 @@ pub(super) fn create_script(
     notes: &str,
     author: &str,
 ) -> Result<DeployScript> {
-    let name = check_name("name", name, 200)?;
-    let honeypot = check_name("honeypot", honeypot, 64)?;
-    check_body(body)?;
+    let (name, honeypot) = validate::script_names(name, honeypot)?;
+    validate::script_body(body)?;
     let now = us(Utc::now());
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let taken: bool = tx.query_row(
@@ -128,7 +106,7 @@ pub(super) fn update_script(
     notes: &str,
     author: &str,
 ) -> Result<DeployScript> {
-    check_body(body)?;
+    validate::script_body(body)?;
     let now = us(Utc::now());
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let version: Option<i64> = tx

@@ -3,11 +3,12 @@
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use super::conv::us;
-use crate::{Result, StoreError};
+use crate::hours::us;
+use crate::schema::{self, Migration};
+use crate::Result;
 
 /// (version, name, SQL). Append only; never edit an applied file.
-const MIGRATIONS: &[(u32, &str, &str)] = &[
+const MIGRATIONS: &[Migration] = &[
     (
         1,
         "initial",
@@ -74,14 +75,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<u32> {
         [],
         |r| r.get(0),
     )?;
-    let latest = MIGRATIONS.last().map_or(0, |m| m.0);
-    if current > latest {
-        return Err(StoreError::Other(format!(
-            "database schema version {current} is newer than this build knows ({latest}); \
-             upgrade apiary"
-        )));
-    }
-    for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+    for &(version, name, sql) in schema::pending(MIGRATIONS, current)? {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // Another process may have migrated between our read and our lock.
         let done: bool = tx.query_row(
@@ -94,7 +88,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<u32> {
         }
         tracing::info!(version, name, "applying migration");
         tx.execute_batch(sql)
-            .map_err(|e| StoreError::Other(format!("migration {version:04}_{name} failed: {e}")))?;
+            .map_err(|e| schema::failed(version, name, e))?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
             rusqlite::params![version, name, us(chrono::Utc::now())],
@@ -102,7 +96,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<u32> {
         tx.commit()?;
         tracing::info!(version, name, "applied migration");
     }
-    Ok(latest)
+    Ok(schema::latest(MIGRATIONS))
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Semaphore;
 
+use crate::prune::PruneBatches;
 use crate::types::*;
 use crate::{Outcome, Result, Store, StoreError};
 
@@ -102,7 +103,7 @@ impl Checkpointer {
                     // Once a minute: keep the 24 h window current while nothing arrives.
                     ticks += 1;
                     if ticks.is_multiple_of(60) {
-                        let now_hour = conv::hour_of(conv::us(Utc::now()));
+                        let now_hour = crate::hours::hour_of(crate::hours::us(Utc::now()));
                         match window::catch_up(&mut conn, now_hour) {
                             Ok(true) => tracing::debug!(now_hour, "idle 24 h window moved on"),
                             Ok(false) => {}
@@ -556,43 +557,7 @@ impl Store for SqliteStore {
         sessions_older_than: Option<DateTime<Utc>>,
         batch_limit: usize,
     ) -> Result<PruneResult> {
-        let limit = batch_limit.clamp(1, 100_000);
-        let mut total = PruneResult::default();
-        // One short transaction per step; the writer mutex is released in between so
-        // ingest batches interleave with a long retention pass.
-        if let Some(t) = raw_older_than {
-            loop {
-                let n = self.write(move |c| write::prune_raw(c, t, limit)).await?;
-                total.raw += n;
-                if n < limit as u64 {
-                    break;
-                }
-            }
-        }
-        if let Some(t) = sessions_older_than {
-            loop {
-                let (s, cr) = self
-                    .write(move |c| write::prune_sessions(c, t, limit))
-                    .await?;
-                total.sessions += s;
-                total.credentials += cr;
-                if s < limit as u64 {
-                    break;
-                }
-            }
-            for dim in Dimension::ALL {
-                loop {
-                    let n = self
-                        .write(move |c| write::prune_rollups(c, dim, t, limit))
-                        .await?;
-                    total.rollups += n;
-                    if n < limit as u64 {
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(total)
+        crate::prune::prune(self, raw_older_than, sessions_older_than, batch_limit).await
     }
 
     async fn count_users(&self) -> Result<u64> {
@@ -765,6 +730,26 @@ impl Store for SqliteStore {
     ) -> Result<()> {
         let (h, u) = (hostname.to_owned(), uuid.to_owned());
         self.write(move |c| deploy::record_enrollment(c, token_id, &h, &u, at))
+            .await
+    }
+}
+
+/// Each batch takes the writer mutex on its own, so ingest batches interleave with a
+/// long retention pass.
+#[async_trait]
+impl PruneBatches for SqliteStore {
+    async fn raw(&self, before: DateTime<Utc>, limit: usize) -> Result<u64> {
+        self.write(move |c| write::prune_raw(c, before, limit))
+            .await
+    }
+
+    async fn sessions(&self, before: DateTime<Utc>, limit: usize) -> Result<(u64, u64)> {
+        self.write(move |c| write::prune_sessions(c, before, limit))
+            .await
+    }
+
+    async fn rollups(&self, dim: Dimension, before: DateTime<Utc>, limit: usize) -> Result<u64> {
+        self.write(move |c| write::prune_rollups(c, dim, before, limit))
             .await
     }
 }

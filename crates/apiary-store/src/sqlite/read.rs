@@ -10,14 +10,16 @@ use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
-use super::conv::{
-    day_bounds, day_of, from_us, hour_range, ip_key, like_contains, net_range, us, HOUR_US,
-    SOURCE_DAY,
-};
-use super::rows::{page_of, SessionRow, SESSION_COLS};
+use super::conv::{day_bounds, day_of, ip_key, net_range, SOURCE_DAY};
+use super::rows::{SessionRow, SESSION_COLS};
+use crate::hours::{from_us, hour_range, us, HourSlots, HOUR_US};
+use crate::like::like_contains;
+use crate::paging::page_of;
 use crate::ranking::TopSearch;
+use crate::schema::COUNTED_TABLES;
+use crate::search::TextPart;
 use crate::types::*;
-use crate::{Result, StoreError};
+use crate::Result;
 
 type Paged<T> = Result<(Vec<T>, Option<Cursor>)>;
 
@@ -48,17 +50,6 @@ fn int(v: i64) -> Value {
     Value::Integer(v)
 }
 
-/// One of the three kinds of match of a free-text search (`SessionFilter::text`).
-#[derive(Clone, Copy)]
-enum TextPart<'a> {
-    /// Username or password equal to it (the day-led credential indexes).
-    Credential(&'a str),
-    /// IDS signature containing it (the partial index of IDS sessions).
-    Signature(&'a str),
-    /// A URL containing it (the partial index of sessions with URLs, migration 0008).
-    Url(&'a str),
-}
-
 /// Credential condition over the day-led credential indexes (one day).
 const CREDENTIAL_IN: &str = "id IN (SELECT session_id FROM credentials WHERE ts / 86400000000 = ? \
     AND username = ? UNION SELECT session_id FROM credentials WHERE ts / 86400000000 = ? \
@@ -71,6 +62,7 @@ fn session_where(f: &SessionFilter, day: Option<i64>, part: Option<TextPart<'_>>
     let mut w = Where::default();
     match part {
         Some(TextPart::Credential(s)) => {
+            // Over the day-led credential indexes.
             if let Some(d) = day {
                 w.and(CREDENTIAL_IN, [int(d), text(s), int(d), text(s)]);
             }
@@ -159,11 +151,7 @@ pub(super) fn sessions(c: &Connection, f: &SessionFilter, page: &Page) -> Paged<
         return sessions_part(c, f, None, page);
     };
     let mut parts = Vec::with_capacity(3);
-    for part in [
-        TextPart::Credential(q),
-        TextPart::Signature(q),
-        TextPart::Url(q),
-    ] {
+    for part in TextPart::all(q) {
         parts.push(sessions_part(c, f, Some(part), page)?);
     }
     Ok(crate::search::merge(parts, page.capped()))
@@ -463,9 +451,6 @@ pub(super) fn top(
         .collect())
 }
 
-/// Hours a counts-per-hour answer may span (ten years); more is a caller bug.
-const MAX_HOURS: i64 = 24 * 366 * 10;
-
 pub(super) fn counts_per_hour(
     c: &Connection,
     since: DateTime<Utc>,
@@ -473,12 +458,7 @@ pub(super) fn counts_per_hour(
     filter: Option<(Dimension, String)>,
 ) -> Result<Vec<HourCount>> {
     let (lo, hi) = hour_range(since, until);
-    if hi - lo > MAX_HOURS {
-        return Err(StoreError::Invalid(format!(
-            "counts per hour over {} hours; at most {MAX_HOURS}",
-            hi - lo
-        )));
-    }
+    let mut slots = HourSlots::new(lo, hi)?;
     let (dim, value) = filter.unwrap_or((Dimension::All, String::new()));
     // One primary-key probe per hour: cheap even for dimensions with many values per hour.
     let mut st = c.prepare_cached(
@@ -488,23 +468,13 @@ pub(super) fn counts_per_hour(
          SELECT h.hour, r.count FROM h
          JOIN rollup_hourly r ON r.dim = ?1 AND r.hour = h.hour AND r.value = ?2",
     )?;
-    let mut counts = vec![0u64; (hi - lo).max(0) as usize];
     let mut rows = st.query(params![dim.code(), value, lo, hi])?;
     while let Some(r) = rows.next()? {
         let hour: i64 = r.get(0)?;
         let n: i64 = r.get(1)?;
-        if let Some(slot) = counts.get_mut((hour - lo) as usize) {
-            *slot = n.max(0) as u64;
-        }
+        slots.set(hour, n);
     }
-    Ok(counts
-        .into_iter()
-        .enumerate()
-        .map(|(i, count)| HourCount {
-            hour: from_us((lo + i as i64) * HOUR_US),
-            count,
-        })
-        .collect())
+    Ok(slots.into_counts())
 }
 
 pub(super) fn total_sessions(
@@ -610,11 +580,7 @@ pub(super) fn attacker_stats(
 }
 
 pub(super) fn top_sources(c: &Connection, q: &TopSourcesQuery) -> Result<TopSources> {
-    if q.filter.text.is_some() {
-        return Err(StoreError::Invalid(
-            "free text is not supported in top sources".into(),
-        ));
-    }
+    crate::ranking::check_query(q)?;
     let (mut search, f) = TopSearch::new(q);
     let (Some(since), Some(until)) = (f.since, f.until) else {
         return Ok(TopSources::default());
@@ -704,6 +670,23 @@ fn side_page(page: &Page, key: &str) -> Result<(String, Vec<Value>, usize)> {
     ))
 }
 
+/// One keyset page of a side table: `select` (`SELECT ... FROM table`) with the keyset
+/// condition and order of [`side_page`] on `key` appended.
+fn side_list<T>(
+    c: &Connection,
+    page: &Page,
+    key: &str,
+    select: &str,
+    row: impl FnMut(&Row<'_>) -> rusqlite::Result<(T, Cursor)>,
+) -> Paged<T> {
+    let (tail, args, limit) = side_page(page, key)?;
+    let rows = c
+        .prepare_cached(&format!("{select}{tail}"))?
+        .query_map(params_from_iter(args), row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(page_of(rows, limit))
+}
+
 const FILE_COLS: &str =
     "id, sha512, sha256, sha1, md5, size, content_guess, url, first_seen, last_seen, count";
 
@@ -731,12 +714,8 @@ fn file_row(r: &Row<'_>) -> rusqlite::Result<(FileRow, Cursor)> {
 }
 
 pub(super) fn files(c: &Connection, page: &Page) -> Paged<FileRow> {
-    let (tail, args, limit) = side_page(page, "last_seen")?;
-    let rows = c
-        .prepare_cached(&format!("SELECT {FILE_COLS} FROM files{tail}"))?
-        .query_map(params_from_iter(args), file_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(page_of(rows, limit))
+    let select = format!("SELECT {FILE_COLS} FROM files");
+    side_list(c, page, "last_seen", &select, file_row)
 }
 
 pub(super) fn file(c: &Connection, hash: &str) -> Result<Option<FileRow>> {
@@ -795,26 +774,20 @@ pub(super) fn urls(c: &Connection, page: &Page) -> Paged<UrlRow> {
 }
 
 pub(super) fn dorks(c: &Connection, page: &Page) -> Paged<DorkRow> {
-    let (tail, args, limit) = side_page(page, "last_seen")?;
-    let rows = c
-        .prepare_cached(&format!(
-            "SELECT id, content, kind, first_seen, last_seen, count FROM dorks{tail}"
-        ))?
-        .query_map(params_from_iter(args), |r| {
-            let last_seen: i64 = r.get(4)?;
-            Ok((
-                DorkRow {
-                    content: r.get(1)?,
-                    kind: r.get(2)?,
-                    first_seen: from_us(r.get(3)?),
-                    last_seen: from_us(last_seen),
-                    count: r.get::<_, i64>(5)?.max(0) as u64,
-                },
-                Cursor::encode(last_seen, r.get(0)?),
-            ))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(page_of(rows, limit))
+    let select = "SELECT id, content, kind, first_seen, last_seen, count FROM dorks";
+    side_list(c, page, "last_seen", select, |r| {
+        let last_seen: i64 = r.get(4)?;
+        Ok((
+            DorkRow {
+                content: r.get(1)?,
+                kind: r.get(2)?,
+                first_seen: from_us(r.get(3)?),
+                last_seen: from_us(last_seen),
+                count: r.get::<_, i64>(5)?.max(0) as u64,
+            },
+            Cursor::encode(last_seen, r.get(0)?),
+        ))
+    })
 }
 
 const METADATA_COLS: &str = "id, ip, os, app, link, uptime, first_seen, updated_at";
@@ -838,12 +811,8 @@ fn metadata_row(r: &Row<'_>) -> rusqlite::Result<(MetadataRow, Cursor)> {
 }
 
 pub(super) fn metadata(c: &Connection, page: &Page) -> Paged<MetadataRow> {
-    let (tail, args, limit) = side_page(page, "updated_at")?;
-    let rows = c
-        .prepare_cached(&format!("SELECT {METADATA_COLS} FROM p0f_metadata{tail}"))?
-        .query_map(params_from_iter(args), metadata_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(page_of(rows, limit))
+    let select = format!("SELECT {METADATA_COLS} FROM p0f_metadata");
+    side_list(c, page, "updated_at", &select, metadata_row)
 }
 
 pub(super) fn metadata_for(c: &Connection, ip: &str) -> Result<Option<MetadataRow>> {
@@ -855,18 +824,6 @@ pub(super) fn metadata_for(c: &Connection, ip: &str) -> Result<Option<MetadataRo
     .map(|(row, _)| row))
 }
 
-/// Tables counted with COUNT(*) (small, or only read for /metrics); the big ones have
-/// exact counters maintained by the writer.
-const COUNTED: &[&str] = &[
-    "idents",
-    "sensors",
-    "files",
-    "urls",
-    "dorks",
-    "p0f_metadata",
-    "rollup_hourly",
-];
-
 pub(super) fn table_counts(c: &Connection) -> Result<Vec<(String, u64)>> {
     let mut out = Vec::new();
     let mut st = c.prepare_cached(
@@ -877,7 +834,7 @@ pub(super) fn table_counts(c: &Connection) -> Result<Vec<(String, u64)>> {
         let (name, n) = r?;
         out.push((name, n.max(0) as u64));
     }
-    for table in COUNTED {
+    for table in COUNTED_TABLES {
         let n: i64 = c.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))?;
         out.push(((*table).to_owned(), n as u64));
     }

@@ -5,7 +5,8 @@ use std::net::IpAddr;
 use apiary_model::{GeoInfo, Session};
 use rusqlite::Row;
 
-use super::conv::{from_us, json_err};
+use super::conv::json_err;
+use crate::hours::from_us;
 use crate::types::Cursor;
 use crate::Result;
 
@@ -93,16 +94,4 @@ impl SessionRow {
             details: serde_json::from_str(&self.details).map_err(json_err)?,
         })
     }
-}
-
-/// Cuts a `limit + 1` fetch to `limit` rows and derives the next cursor.
-pub(super) fn page_of<T>(mut rows: Vec<(T, Cursor)>, limit: usize) -> (Vec<T>, Option<Cursor>) {
-    let more = rows.len() > limit;
-    rows.truncate(limit);
-    let next = if more {
-        rows.last().map(|(_, c)| c.clone())
-    } else {
-        None
-    };
-    (rows.into_iter().map(|(t, _)| t).collect(), next)
 }

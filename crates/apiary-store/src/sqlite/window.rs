@@ -19,7 +19,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::types::Dimension;
 pub(super) use crate::window::SPAN;
-use crate::window::{answers, covers, Ranker, DIMS, HOUR_COUNTER};
+use crate::window::{answers, covers, plan, Move, Ranker, DIMS, HOUR_COUNTER};
 use crate::Result;
 
 fn dims_sql() -> String {
@@ -54,12 +54,9 @@ pub(super) fn catch_up(c: &mut Connection, now_hour: i64) -> Result<bool> {
 /// Moves the window to `now_hour` (never backwards) and returns `W`. Call in the write
 /// transaction before the batch's roll-up increments are written.
 pub(super) fn advance(c: &Connection, now_hour: i64) -> Result<i64> {
-    let w = current_hour(c)?;
-    match w {
-        Some(w) if w >= now_hour => return Ok(w),
-        Some(w) if now_hour - w <= SPAN => {
-            // Subtract the hours that fell out (W-24 ..= now-25) and add those that came
-            // in (W+1 ..= now), which may already hold future-dated sessions.
+    match plan(current_hour(c)?, now_hour) {
+        Move::Stay(w) => return Ok(w),
+        Move::Shift { out, came_in } => {
             let dims = dims_sql();
             c.prepare_cached(&format!(
                 "INSERT INTO rollup_window (dim, value, count)
@@ -69,14 +66,14 @@ pub(super) fn advance(c: &Connection, now_hour: i64) -> Result<i64> {
                    AND ((hour >= ?1 AND hour <= ?2) OR (hour >= ?3 AND hour <= ?4))
                  ON CONFLICT (dim, value) DO UPDATE SET count = count + excluded.count"
             ))?
-            .execute(params![w - SPAN, now_hour - SPAN - 1, w + 1, now_hour])?;
+            .execute(params![out.0, out.1, came_in.0, came_in.1])?;
             let mut drop_zero =
                 c.prepare_cached("DELETE FROM rollup_window WHERE dim = ?1 AND count = 0")?;
             for d in DIMS {
                 drop_zero.execute([d.code()])?;
             }
         }
-        _ => rebuild(c, now_hour)?,
+        Move::Rebuild => rebuild(c, now_hour)?,
     }
     c.prepare_cached("UPDATE counters SET value = ?2 WHERE name = ?1")?
         .execute(params![HOUR_COUNTER, now_hour])?;

@@ -11,8 +11,10 @@ use apiary_model::{Dork, FileRecord, Normalized, P0fMetadata, Session, UrlRecord
 use chrono::{DateTime, Utc};
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension, TransactionBehavior};
 
-use super::conv::{hour_of, ip_key, json_err, us};
+use super::conv::{ip_key, json_err};
 use super::window;
+use crate::hours::{hour_of, us};
+use crate::rollups::{origin_of, Dims, Rollups};
 use crate::types::{BatchResult, Dimension, IngestItem, RawStatus};
 use crate::{Outcome, Result};
 
@@ -81,103 +83,39 @@ const TOUCH_SENSOR: &str = "UPDATE sensors SET last_seen = ?2
 
 const BUMP_COUNTER: &str = "UPDATE counters SET value = value + ?2 WHERE name = ?1";
 
-/// Roll-up increments of one transaction: (dim, hour) → value → delta. Nested so that
-/// looking up an existing value borrows instead of allocating a key.
-#[derive(Default)]
-struct Rollups(HashMap<(i64, i64), HashMap<String, i64>>);
-
-/// The roll-up dimensions of one session, borrowed from a model value or a stored row.
-struct Dims<'a> {
-    hour: i64,
-    honeypot: &'a str,
-    sensor: &'a str,
-    channel: &'a str,
-    destination_port: Option<u16>,
-    source_ip: Option<&'a str>,
-    country: Option<&'a str>,
-    protocol: Option<&'a str>,
-    signature: Option<&'a str>,
-}
-
-impl Rollups {
-    fn add(&mut self, dim: Dimension, hour: i64, value: &str, delta: i64) {
-        let inner = self.0.entry((dim.code(), hour)).or_default();
-        match inner.get_mut(value) {
-            Some(n) => *n += delta,
-            None => {
-                inner.insert(value.to_owned(), delta);
-            }
+/// Writes the increments to the hourly roll-ups and the sliding window, which first
+/// moves to `now_hour`.
+fn flush(rollups: Rollups, c: &Connection, now_hour: i64) -> Result<()> {
+    let w = window::advance(c, now_hour)?;
+    let mut win = window::Adder::new(c, w)?;
+    let mut negative = false;
+    // Multi-row upserts: one statement execution per ROLLUP_CHUNK rows instead of one
+    // per row.
+    let mut full = c.prepare_cached(&upsert_rollups_sql(ROLLUP_CHUNK))?;
+    let mut args: Vec<rusqlite::types::Value> = Vec::with_capacity(ROLLUP_CHUNK * 4);
+    let mut rows = 0;
+    for (dim, hour, value, n) in rollups.into_changes() {
+        win.add(dim, hour, &value, n)?;
+        negative |= n < 0;
+        args.extend([dim.into(), hour.into(), value.into(), n.into()]);
+        rows += 1;
+        if rows == ROLLUP_CHUNK {
+            full.execute(rusqlite::params_from_iter(args.drain(..)))?;
+            rows = 0;
         }
     }
-
-    /// The one definition of which roll-up rows a session counts in; used with +1 on
-    /// insert and -1 when re-normalization removes it.
-    fn session(&mut self, d: &Dims<'_>, delta: i64) {
-        let h = d.hour;
-        self.add(Dimension::All, h, "", delta);
-        self.add(Dimension::Honeypot, h, d.honeypot, delta);
-        self.add(Dimension::Sensor, h, d.sensor, delta);
-        self.add(Dimension::Channel, h, d.channel, delta);
-        if let Some(p) = d.destination_port {
-            self.add(Dimension::DestinationPort, h, &p.to_string(), delta);
+    // The rest in power-of-two chunks: at most eight more cached statements, however
+    // the remainder varies from batch to batch.
+    let mut chunk = ROLLUP_CHUNK / 2;
+    while rows > 0 {
+        if rows >= chunk {
+            c.prepare_cached(&upsert_rollups_sql(chunk))?
+                .execute(rusqlite::params_from_iter(args.drain(..chunk * 4)))?;
+            rows -= chunk;
         }
-        let opt = [
-            (Dimension::SourceIp, d.source_ip),
-            (Dimension::Country, d.country),
-            (Dimension::Protocol, d.protocol),
-            (Dimension::Signature, d.signature),
-        ];
-        for (dim, v) in opt {
-            if let Some(v) = v {
-                self.add(dim, h, v, delta);
-            }
-        }
+        chunk /= 2;
     }
-
-    fn credential(&mut self, hour: i64, username: &str, password: &str, delta: i64) {
-        self.add(Dimension::Username, hour, username, delta);
-        self.add(Dimension::Password, hour, password, delta);
-    }
-
-    /// Writes the increments to the hourly roll-ups and the sliding window, which first
-    /// moves to `now_hour`.
-    fn flush(self, c: &Connection, now_hour: i64) -> Result<()> {
-        let w = window::advance(c, now_hour)?;
-        let mut win = window::Adder::new(c, w)?;
-        let mut negative = false;
-        // Multi-row upserts: one statement execution per ROLLUP_CHUNK rows instead of one
-        // per row.
-        let mut full = c.prepare_cached(&upsert_rollups_sql(ROLLUP_CHUNK))?;
-        let mut args: Vec<rusqlite::types::Value> = Vec::with_capacity(ROLLUP_CHUNK * 4);
-        let mut rows = 0;
-        for ((dim, hour), values) in self.0 {
-            for (value, n) in values {
-                if n == 0 {
-                    continue;
-                }
-                win.add(dim, hour, &value, n)?;
-                negative |= n < 0;
-                args.extend([dim.into(), hour.into(), value.into(), n.into()]);
-                rows += 1;
-                if rows == ROLLUP_CHUNK {
-                    full.execute(rusqlite::params_from_iter(args.drain(..)))?;
-                    rows = 0;
-                }
-            }
-        }
-        // The rest in power-of-two chunks: at most eight more cached statements, however
-        // the remainder varies from batch to batch.
-        let mut chunk = ROLLUP_CHUNK / 2;
-        while rows > 0 {
-            if rows >= chunk {
-                c.prepare_cached(&upsert_rollups_sql(chunk))?
-                    .execute(rusqlite::params_from_iter(args.drain(..chunk * 4)))?;
-                rows -= chunk;
-            }
-            chunk /= 2;
-        }
-        win.finish(c, negative)
-    }
+    win.finish(c, negative)
 }
 
 /// Roll-up rows per upsert statement.
@@ -228,21 +166,6 @@ fn prep_session(s: &Session) -> Result<SessionPrep> {
     })
 }
 
-/// The channel and sensor a session is stored with (the raw message's when unset).
-fn origin_of<'a>(s: &'a Session, channel: &'a str, ident: &'a str) -> (&'a str, &'a str) {
-    let c = if s.channel.is_empty() {
-        channel
-    } else {
-        &s.channel
-    };
-    let i = if s.sensor.is_empty() {
-        ident
-    } else {
-        &s.sensor
-    };
-    (c, i)
-}
-
 /// Prepares the sessions among `records` and counts them (+1) in `rollups`.
 fn prep_records(
     channel: &str,
@@ -255,27 +178,7 @@ fn prep_records(
         let Normalized::Session(s) = r else { continue };
         let p = prep_session(s)?;
         let (channel, sensor) = origin_of(s, channel, ident);
-        let hour = hour_of(us(s.timestamp));
-        for cr in &s.details.credentials {
-            rollups.credential(hour, &cr.username, &cr.password, 1);
-        }
-        rollups.session(
-            &Dims {
-                hour,
-                honeypot: &s.honeypot,
-                sensor,
-                channel,
-                destination_port: s.destination_port,
-                source_ip: p.source_ip.as_deref(),
-                country: s
-                    .source_geo
-                    .as_ref()
-                    .and_then(|g| g.country_code.as_deref()),
-                protocol: s.protocol.as_deref(),
-                signature: s.details.ids.as_ref().map(|a| a.signature.as_str()),
-            },
-            1,
-        );
+        rollups.new_session(s, channel, sensor, p.source_ip.as_deref());
         out.push(p);
     }
     Ok(())
@@ -476,7 +379,7 @@ impl<'c> Writer<'c> {
             side,
             ..
         } = self;
-        rollups.flush(c, hour_of(us(Utc::now())))?;
+        flush(rollups, c, hour_of(us(Utc::now())))?;
         let mut bump = c.prepare_cached(BUMP_COUNTER)?;
         for (name, delta) in [
             ("raw_messages", raw_delta),
