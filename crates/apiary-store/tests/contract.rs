@@ -1071,6 +1071,24 @@ async fn retention(store: Arc<dyn Store>) {
         (0, 0, 0, 0)
     );
     let counts: HashMap<String, u64> = store.table_counts().await.unwrap().into_iter().collect();
+    // The same names on every backend: tables, not the counters that are marks.
+    let mut names: Vec<&str> = counts.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "credentials",
+            "dorks",
+            "files",
+            "idents",
+            "p0f_metadata",
+            "raw_messages",
+            "rollup_hourly",
+            "sensors",
+            "sessions",
+            "urls"
+        ]
+    );
     assert_eq!(counts["sessions"], kept.len() as u64);
     assert_eq!(
         counts["raw_messages"] as usize,

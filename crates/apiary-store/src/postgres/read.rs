@@ -17,7 +17,7 @@ use crate::hours::{from_us, hour_range, us, HourSlots};
 use crate::like::like_contains;
 use crate::paging::page_of;
 use crate::ranking::TopSearch;
-use crate::schema::COUNTED_TABLES;
+use crate::schema::{COUNTED_TABLES, ROW_COUNTERS_SQL};
 use crate::search::TextPart;
 use crate::types::*;
 use crate::Result;
@@ -797,11 +797,7 @@ pub(super) async fn metadata_for(c: &impl GenericClient, ip: &str) -> Result<Opt
 
 pub(super) async fn table_counts(c: &impl GenericClient) -> Result<Vec<(String, u64)>> {
     let mut out = Vec::new();
-    let st = c
-        .prepare_cached(
-            "SELECT name, value FROM counters WHERE name <> 'idents_version' ORDER BY name",
-        )
-        .await?;
+    let st = c.prepare_cached(ROW_COUNTERS_SQL).await?;
     for r in c.query(&st, &[]).await? {
         out.push((r.get::<_, String>(0), r.get::<_, i64>(1).max(0) as u64));
     }

@@ -16,7 +16,7 @@ use crate::hours::{from_us, hour_range, us, HourSlots, HOUR_US};
 use crate::like::like_contains;
 use crate::paging::page_of;
 use crate::ranking::TopSearch;
-use crate::schema::COUNTED_TABLES;
+use crate::schema::{COUNTED_TABLES, ROW_COUNTERS_SQL};
 use crate::search::TextPart;
 use crate::types::*;
 use crate::Result;
@@ -826,10 +826,7 @@ pub(super) fn metadata_for(c: &Connection, ip: &str) -> Result<Option<MetadataRo
 
 pub(super) fn table_counts(c: &Connection) -> Result<Vec<(String, u64)>> {
     let mut out = Vec::new();
-    let mut st = c.prepare_cached(
-        "SELECT name, value FROM counters
-         WHERE name NOT IN ('idents_version', 'rollup_window_hour') ORDER BY name",
-    )?;
+    let mut st = c.prepare_cached(ROW_COUNTERS_SQL)?;
     for r in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
         let (name, n) = r?;
         out.push((name, n.max(0) as u64));
