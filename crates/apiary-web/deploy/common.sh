@@ -16,6 +16,17 @@ pkg_install() { # pkg_install APT_PKGS -- RPM_PKGS
     else die "no apt-get, dnf or yum: install ${apt[*]} yourself"; fi
 }
 has_systemd() { have systemctl && [ -d /run/systemd/system ]; }
+start_in_background() { # NAME LOG CMD... -> 0 if started, 1 if our NAME already runs
+    # Our own pid file ($STATE/apiary-NAME.pid), not `pgrep NAME`: another NAME on the host
+    # (another interface, a container) must not stop this one from starting.
+    local name="$1" log="$2" pidfile="$STATE/apiary-$1.pid"; shift 2
+    install -d -m 0750 "$STATE"
+    if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+        say "$name already running (pid $(cat "$pidfile"))"; return 1
+    fi
+    nohup "$@" >> "$log" 2>&1 &
+    echo $! > "$pidfile"
+}
 json_field() { sed -n "s/.*\"$2\"[[:space:]]*:[[:space:]]*\"\([^\"]*\)\".*/\1/p" "$1" | head -n1; }
 register() { # -> sets IDENT, SECRET
     install -d -m 0750 "$ETC"

@@ -39,14 +39,7 @@ if has_systemd; then
     systemctl daemon-reload; systemctl enable apiary-p0f.service >/dev/null 2>&1 || true; systemctl restart apiary-p0f.service
     say "p0f running on $IFACE (apiary-p0f.service)"
 else
-    # Our own pid file, not `pgrep p0f`: another p0f on the host (another interface, a
-    # container) must not stop this one from starting.
-    install -d -m 0750 "$STATE"
-    if [ -f "$STATE/apiary-p0f.pid" ] && kill -0 "$(cat "$STATE/apiary-p0f.pid")" 2>/dev/null; then
-        say "p0f already running (pid $(cat "$STATE/apiary-p0f.pid"))"
-    else
-        nohup "$(command -v p0f)" -i "$IFACE" -o /var/log/p0f.log ${FILTER:+"$FILTER"} >> /var/log/p0f-foreground.log 2>&1 &
-        echo $! > "$STATE/apiary-p0f.pid"
+    if start_in_background p0f /var/log/p0f-foreground.log "$(command -v p0f)" -i "$IFACE" -o /var/log/p0f.log ${FILTER:+"$FILTER"}; then
         say "no systemd: p0f started in the background on $IFACE (pid $(cat "$STATE/apiary-p0f.pid"))"
     fi
 fi

@@ -39,15 +39,9 @@ elif has_systemd; then
     systemctl daemon-reload; systemctl enable apiary-snort.service >/dev/null 2>&1 || true; systemctl restart apiary-snort.service
     say "snort 3 running on $IFACE (apiary-snort.service, alert_json to /var/log/snort)"
 else
-    # Our own pid file, not `pgrep snort`: another Snort on the host must not stop this one.
-    install -d -m 0750 "$STATE"
-    if [ -f "$STATE/apiary-snort.pid" ] && kill -0 "$(cat "$STATE/apiary-snort.pid")" 2>/dev/null; then
-        say "snort already running (pid $(cat "$STATE/apiary-snort.pid"))"
-    else
-        IFACE=$(ip route show default 2>/dev/null | awk '{print $5; exit}')
-        nohup "$(command -v snort)" -c /etc/snort/snort.lua -i "${IFACE:-eth0}" -A alert_json -l /var/log/snort >> /var/log/snort-foreground.log 2>&1 &
-        echo $! > "$STATE/apiary-snort.pid"
-        say "no systemd: snort 3 started in the background on ${IFACE:-eth0} (pid $(cat "$STATE/apiary-snort.pid"), alert_json to /var/log/snort)"
+    IFACE=$(ip route show default 2>/dev/null | awk '{print $5; exit}'); IFACE=${IFACE:-eth0}
+    if start_in_background snort /var/log/snort-foreground.log "$(command -v snort)" -c /etc/snort/snort.lua -i "$IFACE" -A alert_json -l /var/log/snort; then
+        say "no systemd: snort 3 started in the background on $IFACE (pid $(cat "$STATE/apiary-snort.pid"), alert_json to /var/log/snort)"
     fi
 fi
 register

@@ -29,16 +29,9 @@ grep -q 'eve-log' /etc/suricata/suricata.yaml 2>/dev/null || say "WARNING: no ev
 install -d -m 0755 /var/log/suricata; [ -e /var/log/suricata/eve.json ] || install -m 0640 -g adm /dev/null /var/log/suricata/eve.json 2>/dev/null || touch /var/log/suricata/eve.json
 if has_systemd; then systemctl enable --now suricata >/dev/null 2>&1 || systemctl restart suricata || true
 else
-    # Our own pid file, not `pgrep suricata`: a Suricata elsewhere on the host (another
-    # interface, a container) must not stop this one from starting.
-    install -d -m 0750 "$STATE"
-    if [ -f "$STATE/apiary-suricata.pid" ] && kill -0 "$(cat "$STATE/apiary-suricata.pid")" 2>/dev/null; then
-        say "suricata already running (pid $(cat "$STATE/apiary-suricata.pid"))"
-    else
-        IFACE=$(ip route show default 2>/dev/null | awk '{print $5; exit}')
-        nohup "$(command -v suricata)" -c /etc/suricata/suricata.yaml -i "${IFACE:-eth0}" >> /var/log/suricata-foreground.log 2>&1 &
-        echo $! > "$STATE/apiary-suricata.pid"
-        say "no systemd: suricata started in the background on ${IFACE:-eth0} (pid $(cat "$STATE/apiary-suricata.pid"))"
+    IFACE=$(ip route show default 2>/dev/null | awk '{print $5; exit}'); IFACE=${IFACE:-eth0}
+    if start_in_background suricata /var/log/suricata-foreground.log "$(command -v suricata)" -c /etc/suricata/suricata.yaml -i "$IFACE"; then
+        say "no systemd: suricata started in the background on $IFACE (pid $(cat "$STATE/apiary-suricata.pid"))"
     fi
 fi
 register
