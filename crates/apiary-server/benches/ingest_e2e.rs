@@ -193,15 +193,22 @@ async fn live(
 
     let t0 = Instant::now();
     let warm = StdDuration::from_secs(5.min(a.seconds / 4));
-    let mut at_warm = None;
+    // The sustained rate runs from the first commit after the warm-up to the last one in
+    // the window, timed to the poll (10 ms): whole batches only, so it is not off by up to
+    // a batch the way counting at fixed instants is.
+    let mut first_commit = None;
+    let mut last_commit = (0u64, t0);
     let mut last = (0u64, t0);
     let end = t0 + StdDuration::from_secs(a.seconds);
     while Instant::now() < end {
-        tokio::time::sleep(StdDuration::from_secs(1).min(end - Instant::now())).await;
+        tokio::time::sleep(StdDuration::from_millis(10).min(end - Instant::now())).await;
         let now = Instant::now();
         let c = metrics.raw_committed.load(Relaxed);
-        if at_warm.is_none() && now - t0 >= warm {
-            at_warm = Some((c, now));
+        if c != last_commit.0 {
+            last_commit = (c, now);
+            if first_commit.is_none() && now - t0 >= warm {
+                first_commit = Some((c, now));
+            }
         }
         if now - last.1 >= StdDuration::from_secs(5) || now >= end {
             let busy = |us: &AtomicU64| us.load(Relaxed) as f64 / 1e6 / (now - t0).as_secs_f64();
@@ -217,13 +224,13 @@ async fn live(
             last = (c, now);
         }
     }
-    let t_end = Instant::now();
     let committed = metrics.raw_committed.load(Relaxed);
-    let (wc, wt) = at_warm.unwrap_or((0, t0));
+    let (wc, wt) = first_commit.unwrap_or((0, t0));
+    let (lc, lt) = last_commit;
     let out = Live {
         committed,
-        sustained: rate(committed - wc, t_end - wt),
-        warm_window: (t_end - wt).as_secs_f64(),
+        sustained: rate(lc.saturating_sub(wc), lt.saturating_duration_since(wt)),
+        warm_window: lt.saturating_duration_since(wt).as_secs_f64(),
     };
     stop.store(true, Relaxed);
     for p in pubs {
