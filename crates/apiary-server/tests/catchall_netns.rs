@@ -27,10 +27,8 @@ fn catch_all_records_the_port_the_attacker_chose() {
     }
     let started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
-    let mut lab = Lab::new("ca", "10.231.83", tmp.path());
+    let (lab, key) = Lab::with_server("ca", "10.231.83", tmp.path());
     let (sen, att) = (lab.sen(), lab.att());
-    lab.start_server(&netns::sensor_binary());
-    let key = lab.api_key();
 
     // The admin's own service on 8022, up before the deploy.
     let site = lab.dir.join("site");

@@ -87,10 +87,8 @@ fn conpot_deploy_script_publishes_modbus_sessions() {
     let started = Instant::now();
     let venv = conpot_venv();
     let tmp = tempfile::tempdir().unwrap();
-    let mut lab = Lab::new("cp", "10.231.79", tmp.path());
+    let (lab, key) = Lab::with_server("cp", "10.231.79", tmp.path());
     let (srv, sen, att) = (lab.srv(), lab.sen(), lab.att());
-    lab.start_server(&netns::sensor_binary());
-    let key = lab.api_key();
     let command = lab.deploy_command(&key, "Conpot");
 
     let (command, _) = lab.deploy_python_honeypot("conpot", &command, &venv, MOUNTS);

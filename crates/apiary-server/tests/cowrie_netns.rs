@@ -86,10 +86,8 @@ fn cowrie_deploy_script_publishes_ssh_sessions() {
     let started = Instant::now();
     let venv = cowrie_venv();
     let tmp = tempfile::tempdir().unwrap();
-    let mut lab = Lab::new("cw", "10.231.84", tmp.path());
+    let (lab, key) = Lab::with_server("cw", "10.231.84", tmp.path());
     let (srv, sen, att) = (lab.srv(), lab.sen(), lab.att());
-    lab.start_server(&netns::sensor_binary());
-    let key = lab.api_key();
     let command = lab.deploy_command(&key, "Cowrie");
 
     let (command, _) = lab.deploy_python_honeypot("cowrie", &command, &venv, MOUNTS);

@@ -34,10 +34,8 @@ fn p0f_deploy_script_fingerprints_the_attacker() {
     }
     let started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
-    let mut lab = Lab::new("p0", "10.231.78", tmp.path());
+    let (lab, key) = Lab::with_server("p0", "10.231.78", tmp.path());
     let (sen, att) = (lab.sen(), lab.att());
-    lab.start_server(&netns::sensor_binary());
-    let key = lab.api_key();
     let command = lab.deploy_command(&key, "p0f");
 
     let out = lab.deploy(&command, MOUNTS);

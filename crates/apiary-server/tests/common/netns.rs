@@ -248,6 +248,15 @@ impl Lab {
         self.dir.join("data")
     }
 
+    /// [`Lab::new`] with the server started (serving the `apiary-sensor` built next to
+    /// `apiary`); returns it and an admin API key.
+    pub fn with_server(prefix: &str, net: &str, dir: &Path) -> (Lab, String) {
+        let mut lab = Lab::new(prefix, net, dir);
+        lab.start_server(&sensor_binary());
+        let key = lab.api_key();
+        (lab, key)
+    }
+
     /// Starts `apiary server` in srv (hpfeeds :10000, HTTP :8080, log in data/server.log,
     /// admin admin@example.org) serving `sensor_bin` to deploy scripts; waits for /healthz.
     pub fn start_server(&mut self, sensor_bin: &Path) {
