@@ -85,47 +85,69 @@ pub fn wait_for_daemon(what: &str, secs: u64, log: &dyn Fn() -> String, f: impl 
 }
 
 /// Shell commands, run in a deploy's private mount namespace before the deploy command,
-/// that make a venv's interpreter reachable for an unprivileged user (the honeypot's own)
-/// when it sits under a root-only /root (pyenv): /root becomes a world-readable tmpfs
-/// holding only the interpreter's (and the venv's) top directory. Empty when the user can run
-/// it anyway.
+/// that make a venv and its interpreter reachable for an unprivileged user (the
+/// honeypot's own) when either sits below a directory others cannot search (pyenv under a
+/// 0700 /root, a checkout in a `mktemp -d` directory): each such directory becomes a
+/// world-searchable tmpfs holding only the entry on the way, bind-mounted back. Empty when
+/// the user can run the venv's Python anyway.
 pub fn interpreter_view(venv: &Path, stage: &Path) -> String {
+    let venv = std::fs::canonicalize(venv).unwrap();
     let python = std::fs::canonicalize(venv.join("bin/python3")).unwrap();
     // Through a shell: setpriv's own exec still has root's capabilities (a script it runs
     // would reach the interpreter), the shell's exec has none (like twistd started by Cowrie).
     let (reachable, _) = sh(&format!(
-        "setpriv --reuid=nobody --regid=$(id -g nobody) --clear-groups /bin/sh -c '{} -c pass'",
-        python.display()
+        "setpriv --reuid=nobody --regid=$(id -g nobody) --clear-groups /bin/sh -c '{}/bin/python3 -c pass'",
+        venv.display()
     ));
     if reachable {
         return String::new();
     }
+    // (closed directory, the entry in it on the way to the venv or the interpreter)
+    let mut hidden: Vec<(PathBuf, std::ffi::OsString)> = Vec::new();
+    for path in [&python, &venv] {
+        let mut dir = PathBuf::from("/");
+        for part in path.strip_prefix("/").unwrap().components() {
+            let mode = std::os::unix::fs::PermissionsExt::mode(
+                &std::fs::metadata(&dir).unwrap().permissions(),
+            );
+            if mode & 0o001 == 0 {
+                let entry = (dir.clone(), part.as_os_str().to_owned());
+                if !hidden.contains(&entry) {
+                    hidden.push(entry);
+                }
+                break;
+            }
+            dir.push(part);
+        }
+    }
     assert!(
-        python.starts_with("/root"),
+        !hidden.is_empty(),
         "{} is not runnable by unprivileged users",
         python.display()
     );
-    // What the honeypot's user must reach under /root: the interpreter's top directory, and
-    // the venv's when the checkout is there too.
-    let venv = std::fs::canonicalize(venv).unwrap();
-    let mut tops: Vec<String> = [python.as_path(), venv.as_path()]
-        .iter()
-        .filter_map(|p| p.strip_prefix("/root").ok())
-        .filter_map(|rest| rest.components().next())
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .collect();
-    tops.dedup();
-    let s = stage.display();
     let mut cmd = String::new();
-    for top in &tops {
+    for (i, (dir, entry)) in hidden.iter().enumerate() {
+        let (from, to) = (dir.join(entry), stage.join(i.to_string()));
         cmd.push_str(&format!(
-            "mkdir -p {s}/{top} && mount --bind /root/{top} {s}/{top} && "
+            "mkdir -p {1} && mount --bind {0} {1} && ",
+            from.display(),
+            to.display()
         ));
     }
-    cmd.push_str("mount -t tmpfs -o mode=0755 none /root && ");
-    for top in &tops {
+    let mut closed: Vec<&PathBuf> = hidden.iter().map(|(d, _)| d).collect();
+    closed.dedup();
+    for dir in closed {
         cmd.push_str(&format!(
-            "mkdir /root/{top} && mount --bind {s}/{top} /root/{top} && "
+            "mount -t tmpfs -o mode=0755 none {} && ",
+            dir.display()
+        ));
+    }
+    for (i, (dir, entry)) in hidden.iter().enumerate() {
+        let (to, from) = (dir.join(entry), stage.join(i.to_string()));
+        cmd.push_str(&format!(
+            "mkdir -p {0} && mount --bind {1} {0} && ",
+            to.display(),
+            from.display()
         ));
     }
     cmd
@@ -135,7 +157,9 @@ pub fn interpreter_view(venv: &Path, stage: &Path) -> String {
 /// 0; otherwise (re)built by the shell commands `install` (`{v}` stands for its path), as
 /// `.ci/run` does.
 pub fn python_venv(name: &str, check: &str, install: &str) -> PathBuf {
-    let venv = super::repo_root().join(format!(".venv-{name}"));
+    // Canonical: the venv's scripts name this path, and the deploy view keeps only it.
+    let root = std::fs::canonicalize(super::repo_root()).unwrap();
+    let venv = root.join(format!(".venv-{name}"));
     let ready = || {
         Command::new(venv.join("bin/python"))
             .args(["-c", check])
@@ -410,8 +434,9 @@ impl Lab {
     ) -> (String, String) {
         let home = self.dir.join("opt");
         std::fs::create_dir_all(&home).unwrap();
-        std::os::unix::fs::symlink(venv, home.join("venv")).unwrap();
-        let view = interpreter_view(venv, &self.dir.join("interpreter"));
+        let venv = std::fs::canonicalize(venv).unwrap();
+        std::os::unix::fs::symlink(&venv, home.join("venv")).unwrap();
+        let view = interpreter_view(&venv, &self.dir.join("interpreter"));
         let command = format!("{view}{command}");
         let out = self.deploy(&command, mounts);
         assert!(out.contains("created sensor"), "{out}");
