@@ -5,11 +5,13 @@
 //! - The normalize stage runs on a blocking thread (it is CPU work) and builds batches of
 //!   up to `batch_size` messages, waiting at most `batch_delay` for a batch to fill.
 //! - The sink commits one batch per transaction; the channel between the stages holds
-//!   [`STAGED_BATCHES`] batches so normalizing batch N+1 overlaps committing batch N.
+//!   [`STAGED_BATCHES`] batches so normalizing batch N+1 overlaps committing batch N, and
+//!   the sink hands [`IN_FLIGHT`] batches to the store at once, which commits them in
+//!   order.
 //!
 //! Loss window on a crash or `kill -9`: messages already read from publishers' sockets
 //! but not yet committed — at most the broker→pipeline queue (`queue`) plus
-//! `STAGED_BATCHES + 1` batches. A clean shutdown drains and commits everything.
+//! `STAGED_BATCHES + IN_FLIGHT` batches. A clean shutdown drains and commits everything.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -19,7 +21,8 @@ use apiary_broker::Published;
 use apiary_geo::GeoDb;
 use apiary_model::event::is_internal;
 use apiary_model::{bounded, Normalized, RawEvent};
-use apiary_store::{IngestItem, Store};
+use apiary_store::{BatchResult, IngestItem, Store};
+use futures::stream::{FuturesOrdered, StreamExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{error, warn};
@@ -274,13 +277,41 @@ fn normalize_stage(
     }
 }
 
+/// Batches the sink hands to the store before the oldest has committed: the store
+/// prepares one (JSON, roll-up sums) while the other holds the writer, and still commits
+/// them in order.
+pub const IN_FLIGHT: usize = 2;
+
 async fn sink_stage(
     mut rx: mpsc::Receiver<Vec<IngestItem>>,
     store: Arc<dyn Store>,
     metrics: Arc<IngestMetrics>,
     mut live: Option<LivePublisher>,
 ) {
-    while let Some(mut batch) = rx.recv().await {
+    let mut pending = FuturesOrdered::new();
+    let mut open = true;
+    loop {
+        // Results are handled in hand-over order; a new batch is taken while fewer than
+        // IN_FLIGHT are pending. Pushing one and polling `pending` next starts it (its
+        // store call takes its commit ticket) before any later batch.
+        let done = if open && pending.len() < IN_FLIGHT {
+            tokio::select! {
+                biased;
+                done = pending.next(), if !pending.is_empty() => done,
+                batch = rx.recv() => {
+                    match batch {
+                        Some(batch) => pending.push_back(commit(store.clone(), batch, metrics.clone())),
+                        None => open = false,
+                    }
+                    continue;
+                }
+            }
+        } else {
+            pending.next().await
+        };
+        let Some((batch, committed)) = done else {
+            break;
+        };
         let n = batch.len() as u64;
         let (mut sessions, mut side) = (0u64, 0u64);
         for item in &batch {
@@ -293,27 +324,6 @@ async fn sink_stage(
                 }
             }
         }
-        // Retry forever with backoff: a full disk or a restarting database must slow
-        // ingest down (backpressure reaches the publishers), not lose the batch.
-        let mut delay = Duration::from_millis(100);
-        let started = std::time::Instant::now();
-        let committed = loop {
-            // The store hands the batch back either way: no copy kept for the retry.
-            let (back, result) = store.insert_batch_owned(std::mem::take(&mut batch)).await;
-            batch = back;
-            match result {
-                Ok(r) => break r,
-                Err(e) => {
-                    metrics.commit_failures.fetch_add(1, Relaxed);
-                    warn!(error = %e, messages = n, "batch commit failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-            }
-        };
-        metrics
-            .commit_us
-            .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
         record_heartbeats(&batch, &*store).await;
         // Only committed sessions go live: they have ids and survive a crash.
         if let Some(live) = &mut live {
@@ -324,6 +334,36 @@ async fn sink_stage(
         metrics.side_records.fetch_add(side, Relaxed);
         metrics.batches.fetch_add(1, Relaxed);
     }
+}
+
+/// Commits one batch, retrying forever with backoff: a full disk or a restarting
+/// database must slow ingest down (backpressure reaches the publishers), not lose the
+/// batch.
+async fn commit(
+    store: Arc<dyn Store>,
+    mut batch: Vec<IngestItem>,
+    metrics: Arc<IngestMetrics>,
+) -> (Vec<IngestItem>, BatchResult) {
+    let mut delay = Duration::from_millis(100);
+    let started = std::time::Instant::now();
+    let committed = loop {
+        // The store hands the batch back either way: no copy kept for the retry.
+        let (back, result) = store.insert_batch_owned(std::mem::take(&mut batch)).await;
+        batch = back;
+        match result {
+            Ok(r) => break r,
+            Err(e) => {
+                metrics.commit_failures.fetch_add(1, Relaxed);
+                warn!(error = %e, messages = batch.len(), "batch commit failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    };
+    metrics
+        .commit_us
+        .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+    (batch, committed)
 }
 
 /// Sensor heartbeats (`apiary.heartbeat`) update the sensor's status; the sensor's hpfeeds

@@ -35,7 +35,8 @@ use apiary_model::{Ident, Normalized, RawEvent, Secret};
 use apiary_store::{Dimension, IngestItem, Store};
 use apiary_testdata::timing::time_dashboard_queries;
 use apiary_testdata::{
-    address_pool, geo_db, live_payloads, load_average, preload, reference, BoxError, PreloadSpec,
+    address_pool, geo_db, live_payloads, load_average, preload, process_cpu_seconds, reference,
+    BoxError, PreloadSpec,
 };
 use bytes::Bytes;
 use chrono::{Duration, Utc};
@@ -139,6 +140,9 @@ struct Live {
     committed: u64,
     sustained: f64,
     warm_window: f64,
+    /// Process CPU (all threads: publishers, broker, pipeline, writer) per committed event
+    /// over the same window.
+    cpu_us_per_event: f64,
 }
 
 async fn live(
@@ -196,8 +200,10 @@ async fn live(
     // The sustained rate runs from the first commit after the warm-up to the last one in
     // the window, timed to the poll (10 ms): whole batches only, so it is not off by up to
     // a batch the way counting at fixed instants is.
+    // Process CPU time at those two commits too: CPU per event does not move when other
+    // work shares the machine, where the rate does.
     let mut first_commit = None;
-    let mut last_commit = (0u64, t0);
+    let mut last_commit = (0u64, t0, 0.0);
     let mut last = (0u64, t0);
     let end = t0 + StdDuration::from_secs(a.seconds);
     while Instant::now() < end {
@@ -205,9 +211,9 @@ async fn live(
         let now = Instant::now();
         let c = metrics.raw_committed.load(Relaxed);
         if c != last_commit.0 {
-            last_commit = (c, now);
+            last_commit = (c, now, process_cpu_seconds());
             if first_commit.is_none() && now - t0 >= warm {
-                first_commit = Some((c, now));
+                first_commit = Some(last_commit);
             }
         }
         if now - last.1 >= StdDuration::from_secs(5) || now >= end {
@@ -225,10 +231,11 @@ async fn live(
         }
     }
     let committed = metrics.raw_committed.load(Relaxed);
-    let (wc, wt) = first_commit.unwrap_or((0, t0));
-    let (lc, lt) = last_commit;
+    let (wc, wt, wcpu) = first_commit.unwrap_or((0, t0, 0.0));
+    let (lc, lt, lcpu) = last_commit;
     let out = Live {
         committed,
+        cpu_us_per_event: (lcpu - wcpu) * 1e6 / lc.saturating_sub(wc).max(1) as f64,
         sustained: rate(lc.saturating_sub(wc), lt.saturating_duration_since(wt)),
         warm_window: lt.saturating_duration_since(wt).as_secs_f64(),
     };
@@ -364,10 +371,11 @@ async fn main() -> Result<(), BoxError> {
         .await?;
     println!(
         "live: {} events committed during the window; sustained {:.0} events/s over the last {:.0} s; \
-         sessions stored {before} -> {after}; load average {}",
+         {:.1} µs of process CPU per event; sessions stored {before} -> {after}; load average {}",
         result.committed,
         result.sustained,
         result.warm_window,
+        result.cpu_us_per_event,
         load_average()
     );
 

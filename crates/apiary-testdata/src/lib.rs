@@ -354,6 +354,20 @@ pub async fn preload(
 }
 
 /// The 1-, 5- and 15-minute load averages, for printing beside figures.
+/// CPU seconds this process has used (user + system, all threads), from
+/// `/proc/self/stat` in USER_HZ ticks (100 per second on Linux); 0 where unreadable.
+pub fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
+/// The load averages of the last 1, 5 and 15 minutes.
 pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))

@@ -20,6 +20,7 @@ mod deploy;
 mod migrate;
 mod read;
 mod rows;
+mod turns;
 mod window;
 mod write;
 
@@ -69,6 +70,8 @@ const WAL_SIZE_LIMIT: i64 = 256 * 1024 * 1024;
 /// SQLite store. See the module docs for the connection layout.
 pub(crate) struct SqliteStore {
     writer: Arc<Mutex<Option<Connection>>>,
+    /// Commit order of ingest batches (see [`turns`]).
+    turns: Arc<turns::Turns>,
     readers: Option<Arc<ReaderPool>>,
     checkpointer: Option<Checkpointer>,
     path: Option<PathBuf>,
@@ -241,6 +244,7 @@ impl SqliteStore {
         let checkpointer = path.as_deref().map(Checkpointer::spawn).transpose()?;
         Ok(Self {
             writer: Arc::new(Mutex::new(Some(writer))),
+            turns: Arc::default(),
             readers,
             checkpointer,
             path,
@@ -411,10 +415,13 @@ impl Store for SqliteStore {
             return (batch, Ok(BatchResult::default()));
         }
         let writer = self.writer.clone();
+        let (turns, ticket) = (self.turns.clone(), self.turns.take());
         let done = tokio::task::spawn_blocking(move || {
             // JSON, address text and roll-up sums are computed before the writer lock is
-            // taken: the lock is held for SQL only.
-            let r = write::prepare(&batch).and_then(|prepared| {
+            // taken (while an earlier batch may hold it): the lock is held for SQL only.
+            let prepared = write::prepare(&batch);
+            let _turn = turns.wait(ticket);
+            let r = prepared.and_then(|prepared| {
                 let mut guard = writer.lock();
                 let conn = guard.as_mut().ok_or_else(closed)?;
                 write::insert_batch(conn, &batch, prepared)

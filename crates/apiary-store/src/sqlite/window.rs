@@ -96,33 +96,43 @@ fn rebuild(c: &Connection, hour: i64) -> Result<()> {
     Ok(())
 }
 
-/// Adds `delta` for (`dim`, `hour`, `value`) when that hour is inside the window `w`.
-pub(super) struct Adder<'c> {
+/// Sums the deltas for (`dim`, `hour`, `value`) whose hour is inside the window `w` per
+/// (`dim`, `value`) (a batch spanning two hours writes each value once), then writes them.
+pub(super) struct Adder {
     w: i64,
-    upsert: rusqlite::CachedStatement<'c>,
+    sums: HashMap<(i64, String), i64>,
+    negative: bool,
 }
 
-impl<'c> Adder<'c> {
-    pub(super) fn new(c: &'c Connection, w: i64) -> Result<Self> {
-        Ok(Self {
+impl Adder {
+    pub(super) fn new(w: i64) -> Self {
+        Self {
             w,
-            upsert: c.prepare_cached(
-                "INSERT INTO rollup_window (dim, value, count) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (dim, value) DO UPDATE SET count = count + excluded.count",
-            )?,
-        })
-    }
-
-    pub(super) fn add(&mut self, dim: i64, hour: i64, value: &str, delta: i64) -> Result<()> {
-        if delta != 0 && covers(self.w, dim, hour) {
-            self.upsert.execute(params![dim, value, delta])?;
+            sums: HashMap::new(),
+            negative: false,
         }
-        Ok(())
     }
 
-    /// Removes rows a negative delta (re-normalization) brought to zero.
-    pub(super) fn finish(self, c: &Connection, had_negative: bool) -> Result<()> {
-        if had_negative {
+    pub(super) fn add(&mut self, dim: i64, hour: i64, value: &str, delta: i64) {
+        if delta != 0 && covers(self.w, dim, hour) {
+            *self.sums.entry((dim, value.to_owned())).or_default() += delta;
+            self.negative |= delta < 0;
+        }
+    }
+
+    /// Writes the sums and removes rows a negative delta (re-normalization) brought to
+    /// zero.
+    pub(super) fn finish(self, c: &Connection) -> Result<()> {
+        let mut upsert = c.prepare_cached(
+            "INSERT INTO rollup_window (dim, value, count) VALUES (?1, ?2, ?3)
+             ON CONFLICT (dim, value) DO UPDATE SET count = count + excluded.count",
+        )?;
+        for ((dim, value), n) in self.sums {
+            if n != 0 {
+                upsert.execute(params![dim, value, n])?;
+            }
+        }
+        if self.negative {
             let mut drop_zero =
                 c.prepare_cached("DELETE FROM rollup_window WHERE dim = ?1 AND count = 0")?;
             for d in DIMS {
@@ -236,7 +246,7 @@ mod tests {
     fn batch(c: &Connection, now_hour: i64, incs: &[(Dimension, i64, &str, i64)]) {
         let tx = c.unchecked_transaction().unwrap();
         let w = advance(&tx, now_hour).unwrap();
-        let mut add = Adder::new(&tx, w).unwrap();
+        let mut add = Adder::new(w);
         for &(dim, hour, value, n) in incs {
             tx.execute(
                 "INSERT INTO rollup_hourly (dim, hour, value, count) VALUES (?1, ?2, ?3, ?4)
@@ -244,9 +254,9 @@ mod tests {
                 params![dim.code(), hour, value, n],
             )
             .unwrap();
-            add.add(dim.code(), hour, value, n).unwrap();
+            add.add(dim.code(), hour, value, n);
         }
-        add.finish(&tx, incs.iter().any(|i| i.3 < 0)).unwrap();
+        add.finish(&tx).unwrap();
         tx.commit().unwrap();
     }
 
