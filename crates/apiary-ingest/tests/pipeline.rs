@@ -108,6 +108,18 @@ async fn commits_everything_and_records_heartbeats() {
         n + 3,
         "every raw message kept, including failures"
     );
+    // Two batches are in the store at once (one preparing while the other commits), yet
+    // they commit in hand-over order: raw ids follow the order of publication.
+    let mut by_id: Vec<(i64, u64)> = raws
+        .iter()
+        .filter_map(|r| {
+            let v: serde_json::Value = serde_json::from_slice(&r.event.payload).ok()?;
+            Some((r.event.id?, v["remote_port"].as_u64()?))
+        })
+        .collect();
+    by_id.sort_unstable();
+    let ports: Vec<u64> = by_id.iter().map(|&(_, port)| port).collect();
+    assert_eq!(ports, (40_000..40_000 + n as u64).collect::<Vec<_>>());
     assert!(raws
         .iter()
         .any(|r| &r.event.payload[..] == b"{broken" && r.error.is_some()));
