@@ -353,7 +353,6 @@ pub async fn preload(
     Ok(())
 }
 
-/// The 1-, 5- and 15-minute load averages, for printing beside figures.
 /// CPU seconds this process has used (user + system, all threads), from
 /// `/proc/self/stat` in USER_HZ ticks (100 per second on Linux); 0 where unreadable.
 pub fn process_cpu_seconds() -> f64 {
@@ -367,7 +366,7 @@ pub fn process_cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) as f64 / 100.0
 }
 
-/// The load averages of the last 1, 5 and 15 minutes.
+/// The 1-, 5- and 15-minute load averages, for printing beside figures.
 pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
