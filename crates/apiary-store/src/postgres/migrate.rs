@@ -59,6 +59,11 @@ const MIGRATIONS: &[Migration] = &[
         "covering_source_index",
         include_str!("../../migrations/postgres/0010_covering_source_index.sql"),
     ),
+    (
+        11,
+        "rollup_file",
+        include_str!("../../migrations/postgres/0011_rollup_file.sql"),
+    ),
 ];
 
 /// Advisory lock class of migrations (the second key is the schema's hash).

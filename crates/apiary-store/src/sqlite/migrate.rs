@@ -59,6 +59,11 @@ const MIGRATIONS: &[Migration] = &[
         "covering_source_index",
         include_str!("../../migrations/sqlite/0010_covering_source_index.sql"),
     ),
+    (
+        11,
+        "rollup_file",
+        include_str!("../../migrations/sqlite/0011_rollup_file.sql"),
+    ),
 ];
 
 /// Applies what is missing and returns the resulting schema version.

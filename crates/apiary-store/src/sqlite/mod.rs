@@ -8,6 +8,9 @@
 //! shared between connections without SQLite's shared-cache mode (whose table locks would
 //! make readers wait anyway), so there everything uses the one connection.
 //!
+//! The roll-ups live in a second file with their own writer connection, written after
+//! each ingest commit while the next batch holds the main writer ([`rollup_db`]).
+//!
 //! WAL checkpoints (copying committed pages back into the database file) run on a
 //! dedicated thread with its own connection, in parallel with the writer; left to
 //! SQLite's auto-checkpoint they ran inside the writer's commits and cost about a fifth of
@@ -19,6 +22,7 @@ mod conv;
 mod deploy;
 mod migrate;
 mod read;
+mod rollup_db;
 mod rows;
 mod turns;
 mod window;
@@ -26,7 +30,7 @@ mod write;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,6 +74,8 @@ const WAL_SIZE_LIMIT: i64 = 256 * 1024 * 1024;
 /// SQLite store. See the module docs for the connection layout.
 pub(crate) struct SqliteStore {
     writer: Arc<Mutex<Option<Connection>>>,
+    /// The roll-up file's writer (the same connection as `writer` in memory).
+    rollups: Arc<RollupWriter>,
     /// Commit order of ingest batches (see [`turns`]).
     turns: Arc<turns::Turns>,
     readers: Option<Arc<ReaderPool>>,
@@ -84,12 +90,16 @@ struct Checkpointer {
 }
 
 impl Checkpointer {
-    fn spawn(path: &Path) -> Result<Self> {
-        let mut conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
+    fn spawn(path: &Path, rollups: Arc<RollupWriter>) -> Result<Self> {
+        let open = |p: &Path| -> Result<Connection> {
+            let conn = Connection::open_with_flags(
+                p,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            Ok(conn)
+        };
+        let conns = [open(path)?, open(&rollup_db::path_for(path))?];
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let thread = std::thread::Builder::new()
@@ -99,15 +109,17 @@ impl Checkpointer {
                 while !stopping.load(Ordering::Acquire) {
                     std::thread::park_timeout(CHECKPOINT_EVERY);
                     // PASSIVE never blocks the writer or readers; it copies what it can.
-                    let r = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-                    if let Err(e) = r {
-                        tracing::warn!(error = %e, "background WAL checkpoint failed");
+                    for conn in &conns {
+                        let r = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                        if let Err(e) = r {
+                            tracing::warn!(error = %e, "background WAL checkpoint failed");
+                        }
                     }
                     // Once a minute: keep the 24 h window current while nothing arrives.
                     ticks += 1;
                     if ticks.is_multiple_of(60) {
                         let now_hour = crate::hours::hour_of(crate::hours::us(Utc::now()));
-                        match window::catch_up(&mut conn, now_hour) {
+                        match rollups.catch_up(now_hour) {
                             Ok(true) => tracing::debug!(now_hour, "idle 24 h window moved on"),
                             Ok(false) => {}
                             Err(e) => tracing::warn!(error = %e, "24 h window catch-up failed"),
@@ -139,6 +151,46 @@ impl Drop for SqliteStore {
         if let Some(c) = &self.checkpointer {
             drop(c.stop());
         }
+    }
+}
+
+/// The roll-up file's writer connection and what it last applied.
+struct RollupWriter {
+    conn: Arc<Mutex<Option<Connection>>>,
+    log: rollup_db::Log,
+    /// The last roll-up log id applied (main transactions delete up to it).
+    applied: AtomicI64,
+}
+
+impl RollupWriter {
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let mut guard = self.conn.lock();
+        f(guard.as_mut().ok_or_else(closed)?)
+    }
+
+    /// Applies the pending roll-up log (blocking).
+    fn apply(&self) -> Result<()> {
+        let now_hour = crate::hours::hour_of(crate::hours::us(Utc::now()));
+        let last = self.with(|c| rollup_db::apply_pending(c, self.log, now_hour))?;
+        self.applied.fetch_max(last, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// [`RollupWriter::apply`] after a main commit that logged increments: a failure
+    /// leaves them in the log for the next apply (retrying the batch would store it
+    /// twice), so it is reported, not returned.
+    fn apply_after_commit(&self) {
+        if let Err(e) = self.apply() {
+            tracing::warn!(error = %e, "applying roll-up increments failed; they stay logged and are retried with the next batch");
+        }
+    }
+
+    fn catch_up(&self, now_hour: i64) -> Result<bool> {
+        self.with(|c| window::catch_up(c, now_hour))
+    }
+
+    fn applied(&self) -> i64 {
+        self.applied.load(Ordering::Acquire)
     }
 }
 
@@ -208,7 +260,48 @@ fn open_reader(path: &Path) -> Result<Connection> {
     conn.execute_batch("PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16384;")?;
     conn.pragma_update(None, "mmap_size", MMAP_SIZE)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    rollup_db::attach_to_reader(&conn, path)?;
     Ok(conn)
+}
+
+/// Migrates the main database on `writer` and brings the roll-up file (for `path`; an
+/// attached in-memory schema on `writer` itself without one) in line with it, applying
+/// what its log holds. Returns the roll-up writer's connection for file databases and
+/// the last log id applied.
+fn prepare_files(
+    writer: &mut Connection,
+    path: Option<&Path>,
+) -> Result<(Option<Connection>, i64)> {
+    migrate::migrate(writer)?;
+    let now_hour = crate::hours::hour_of(crate::hours::us(Utc::now()));
+    let rollups = match path {
+        Some(p) => {
+            let mut rc = rollup_db::open_writer(p)?;
+            let how = rollup_db::adopt(&mut rc, rollup_db::Log::Attached)?;
+            if how != rollup_db::Adopted::Current {
+                tracing::info!(file = %rollup_db::path_for(p).display(), ?how, "roll-up database prepared");
+            }
+            rollup_db::drop_legacy(writer)?;
+            let applied = rollup_db::apply_pending(&mut rc, rollup_db::Log::Attached, now_hour)?;
+            (Some(rc), applied)
+        }
+        None => {
+            rollup_db::attach_memory(writer)?;
+            rollup_db::adopt(writer, rollup_db::Log::Own)?;
+            rollup_db::drop_legacy(writer)?;
+            let applied = rollup_db::apply_pending(writer, rollup_db::Log::Own, now_hour)?;
+            (None, applied)
+        }
+    };
+    Ok(rollups)
+}
+
+/// A migrated in-memory database with its roll-up schema, for unit tests.
+#[cfg(test)]
+fn open_memory() -> Result<Connection> {
+    let mut c = open_writer(None)?;
+    prepare_files(&mut c, None)?;
+    Ok(c)
 }
 
 impl SqliteStore {
@@ -226,13 +319,26 @@ impl SqliteStore {
             }
         }
         let p = path.clone();
-        let writer = tokio::task::spawn_blocking(move || -> Result<Connection> {
+        let (writer, (rollup_conn, applied)) = tokio::task::spawn_blocking(move || {
             let mut conn = open_writer(p.as_deref())?;
-            migrate::migrate(&mut conn)?;
-            Ok(conn)
+            let rollups = prepare_files(&mut conn, p.as_deref())?;
+            Ok::<_, StoreError>((conn, rollups))
         })
         .await
         .map_err(join_err)??;
+        let writer = Arc::new(Mutex::new(Some(writer)));
+        let rollups = Arc::new(RollupWriter {
+            conn: match rollup_conn {
+                Some(c) => Arc::new(Mutex::new(Some(c))),
+                None => writer.clone(),
+            },
+            log: if path.is_some() {
+                rollup_db::Log::Attached
+            } else {
+                rollup_db::Log::Own
+            },
+            applied: AtomicI64::new(applied),
+        });
         let readers = path.as_ref().map(|p| {
             Arc::new(ReaderPool {
                 path: p.clone(),
@@ -241,9 +347,13 @@ impl SqliteStore {
                 closed: Mutex::new(false),
             })
         });
-        let checkpointer = path.as_deref().map(Checkpointer::spawn).transpose()?;
+        let checkpointer = path
+            .as_deref()
+            .map(|p| Checkpointer::spawn(p, rollups.clone()))
+            .transpose()?;
         Ok(Self {
-            writer: Arc::new(Mutex::new(Some(writer))),
+            writer,
+            rollups,
             turns: Arc::default(),
             readers,
             checkpointer,
@@ -311,6 +421,7 @@ impl Store for SqliteStore {
             pool.idle.lock().clear();
         }
         let writer = self.writer.clone();
+        let rollups = self.rollups.clone();
         let file = self.path.is_some();
         let checkpointer = self.checkpointer.as_ref().and_then(Checkpointer::stop);
         let done = tokio::task::spawn_blocking(move || {
@@ -319,18 +430,21 @@ impl Store for SqliteStore {
                     tracing::warn!("the checkpoint thread panicked");
                 }
             }
-            let Some(conn) = writer.lock().take() else {
-                return;
-            };
-            if file {
-                if let Err(e) =
-                    conn.execute_batch("PRAGMA optimize; PRAGMA wal_checkpoint(TRUNCATE);")
-                {
-                    tracing::warn!(error = %e, "WAL checkpoint on close failed");
+            // The roll-up file first (in memory it is the writer, taken below).
+            // Two statements: in memory both are one mutex.
+            let rollup_conn = rollups.conn.lock().take();
+            let main_conn = writer.lock().take();
+            for conn in [rollup_conn, main_conn].into_iter().flatten() {
+                if file {
+                    if let Err(e) =
+                        conn.execute_batch("PRAGMA optimize; PRAGMA wal_checkpoint(TRUNCATE);")
+                    {
+                        tracing::warn!(error = %e, "WAL checkpoint on close failed");
+                    }
                 }
-            }
-            if let Err((_, e)) = conn.close() {
-                tracing::warn!(error = %e, "closing the database failed");
+                if let Err((_, e)) = conn.close() {
+                    tracing::warn!(error = %e, "closing the database failed");
+                }
             }
         })
         .await;
@@ -415,17 +529,26 @@ impl Store for SqliteStore {
             return (batch, Ok(BatchResult::default()));
         }
         let writer = self.writer.clone();
+        let rollups = self.rollups.clone();
         let (turns, ticket) = (self.turns.clone(), self.turns.take());
         let done = tokio::task::spawn_blocking(move || {
             // JSON, address text and roll-up sums are computed before the writer lock is
             // taken (while an earlier batch may hold it): the lock is held for SQL only.
             let prepared = write::prepare(&batch);
-            let _turn = turns.wait(ticket);
-            let r = prepared.and_then(|prepared| {
-                let mut guard = writer.lock();
-                let conn = guard.as_mut().ok_or_else(closed)?;
-                write::insert_batch(conn, &batch, prepared)
-            });
+            let r = {
+                let _turn = turns.wait(ticket);
+                prepared.and_then(|prepared| {
+                    let mut guard = writer.lock();
+                    let conn = guard.as_mut().ok_or_else(closed)?;
+                    write::insert_batch(conn, &batch, prepared, rollups.applied())
+                })
+            };
+            // The turn is passed on: the next batch's main transaction runs while this
+            // one's roll-ups are written to their own file. Waiting for them here keeps
+            // reads after an insert consistent with it.
+            if r.is_ok() {
+                rollups.apply_after_commit();
+            }
             (batch, r)
         })
         .await;
@@ -437,8 +560,15 @@ impl Store for SqliteStore {
         if items.is_empty() {
             return Ok(BatchResult::default());
         }
-        self.write(move |c| write::renormalize_batch(c, items))
+        let applied = self.rollups.applied();
+        let out = self
+            .write(move |c| write::renormalize_batch(c, items, applied))
+            .await?;
+        let rollups = self.rollups.clone();
+        tokio::task::spawn_blocking(move || rollups.apply_after_commit())
             .await
+            .map_err(join_err)?;
+        Ok(out)
     }
 
     async fn raw_for_renormalize(
@@ -551,8 +681,18 @@ impl Store for SqliteStore {
             std::fs::metadata(w).map_or(0, |m| m.len())
         });
         let main = self.read(read::database_size).await?;
+        // The roll-up file and its WAL.
+        let rollups = self.path.as_ref().map_or(0, |p| {
+            let r = rollup_db::path_for(p);
+            let mut w = r.clone().into_os_string();
+            w.push("-wal");
+            [r.into_os_string(), w]
+                .iter()
+                .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
+                .sum::<u64>()
+        });
         Ok(if self.path.is_some() {
-            main + wal.unwrap_or(0)
+            main + wal.unwrap_or(0) + rollups
         } else {
             0
         })
@@ -756,7 +896,11 @@ impl PruneBatches for SqliteStore {
     }
 
     async fn rollups(&self, dim: Dimension, before: DateTime<Utc>, limit: usize) -> Result<u64> {
-        self.write(move |c| write::prune_rollups(c, dim, before, limit))
-            .await
+        let rollups = self.rollups.clone();
+        tokio::task::spawn_blocking(move || {
+            rollups.with(|c| write::prune_rollups(c, dim, before, limit))
+        })
+        .await
+        .map_err(join_err)?
     }
 }

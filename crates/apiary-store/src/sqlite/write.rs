@@ -84,12 +84,12 @@ const TOUCH_SENSOR: &str = "UPDATE sensors SET last_seen = ?2
 const BUMP_COUNTER: &str = "UPDATE counters SET value = value + ?2 WHERE name = ?1";
 
 /// Writes the increments to the hourly roll-ups and the sliding window, which first
-/// moves to `now_hour`.
+/// moves to `now_hour` (on the roll-up file, see [`super::rollup_db`]).
 ///
 /// One cached single-row upsert per row: a multi-row upsert statement is about 1.5-2.5
 /// times slower per row here, as SQLite keeps a statement journal for it (pages copied
 /// before each first change, in case the statement must roll back on its own).
-fn flush(rollups: Rollups, c: &Connection, now_hour: i64) -> Result<()> {
+pub(super) fn flush(rollups: Rollups, c: &Connection, now_hour: i64) -> Result<()> {
     let w = window::advance(c, now_hour)?;
     let mut win = window::Adder::new(w);
     let mut hourly = c.prepare_cached(
@@ -339,8 +339,9 @@ impl<'c> Writer<'c> {
         Ok(())
     }
 
-    /// Writes roll-ups and counters; call once, last, inside the transaction.
-    fn finish(self, c: &Connection, raw_delta: i64) -> Result<(u64, u64)> {
+    /// Logs the roll-up increments (see [`super::rollup_db`]), forgets log rows up to
+    /// `applied` and bumps the counters; call once, last, inside the transaction.
+    fn finish(self, c: &Connection, raw_delta: i64, applied: i64) -> Result<(u64, u64)> {
         let Writer {
             rollups,
             sessions,
@@ -348,7 +349,14 @@ impl<'c> Writer<'c> {
             side,
             ..
         } = self;
-        flush(rollups, c, hour_of(us(Utc::now())))?;
+        if !rollups.is_empty() {
+            c.prepare_cached("INSERT INTO rollup_log (deltas) VALUES (?1)")?
+                .execute([rollups.encode()])?;
+        }
+        if applied > 0 {
+            c.prepare_cached("DELETE FROM rollup_log WHERE id <= ?1")?
+                .execute([applied])?;
+        }
         let mut bump = c.prepare_cached(BUMP_COUNTER)?;
         for (name, delta) in [
             ("raw_messages", raw_delta),
@@ -363,11 +371,13 @@ impl<'c> Writer<'c> {
     }
 }
 
-/// Writes a batch [`prepare`]d beforehand, in one transaction.
+/// Writes a batch [`prepare`]d beforehand, in one transaction; `applied` is the last
+/// roll-up log id known to be applied.
 pub(super) fn insert_batch(
     c: &mut Connection,
     batch: &[IngestItem],
     prepared: Prepared,
+    applied: i64,
 ) -> Result<BatchResult> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut out = BatchResult {
@@ -409,7 +419,7 @@ pub(super) fn insert_batch(
         }
     }
     out.session_ids = std::mem::take(&mut w.session_ids);
-    let (sessions, side) = w.finish(&tx, batch.len() as i64)?;
+    let (sessions, side) = w.finish(&tx, batch.len() as i64, applied)?;
     out.sessions = sessions;
     out.side_records = side;
     {
@@ -439,6 +449,7 @@ struct OldSession {
 pub(super) fn renormalize_batch(
     c: &mut Connection,
     items: Vec<(i64, Outcome)>,
+    applied: i64,
 ) -> Result<BatchResult> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut out = BatchResult::default();
@@ -558,7 +569,7 @@ pub(super) fn renormalize_batch(
     w.sessions -= removed_sessions;
     w.credentials -= removed_credentials;
     let added = w.sessions + removed_sessions;
-    let (_, side) = w.finish(&tx, 0)?;
+    let (_, side) = w.finish(&tx, 0, applied)?;
     out.sessions = added.max(0) as u64;
     out.side_records = side;
     tx.commit()?;
