@@ -396,6 +396,10 @@ async fn main() -> Result<(), BoxError> {
         .collect();
     let n_ref = (result.committed as usize).clamp(100_000, 5_000_000);
     let ref_db = dir.join("reference.db");
+    // A reference left in --dir by an earlier run would make the bare table exist already.
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", ref_db.display()));
+    }
     let batch = a.batch;
     let ref_time =
         tokio::task::spawn_blocking(move || reference(&ref_db, &items, n_ref, batch)).await??;
