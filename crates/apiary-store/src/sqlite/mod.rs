@@ -675,26 +675,20 @@ impl Store for SqliteStore {
     }
 
     async fn database_size_bytes(&self) -> Result<u64> {
-        let wal = self.path.as_ref().map(|p| {
-            let mut w = p.clone().into_os_string();
-            w.push("-wal");
-            std::fs::metadata(w).map_or(0, |m| m.len())
-        });
         let main = self.read(read::database_size).await?;
-        // The roll-up file and its WAL.
-        let rollups = self.path.as_ref().map_or(0, |p| {
-            let r = rollup_db::path_for(p);
-            let mut w = r.clone().into_os_string();
+        let size = |f: &std::ffi::OsStr| std::fs::metadata(f).map_or(0, |m| m.len());
+        let wal = |p: &Path| {
+            let mut w = p.as_os_str().to_owned();
             w.push("-wal");
-            [r.into_os_string(), w]
-                .iter()
-                .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
-                .sum::<u64>()
-        });
-        Ok(if self.path.is_some() {
-            main + wal.unwrap_or(0) + rollups
-        } else {
-            0
+            size(&w)
+        };
+        Ok(match &self.path {
+            // The main file's pages (read above), both WALs and the roll-up file.
+            Some(p) => {
+                let r = rollup_db::path_for(p);
+                main + wal(p) + size(r.as_os_str()) + wal(&r)
+            }
+            None => 0,
         })
     }
 

@@ -30,7 +30,7 @@ use crate::types::Dimension;
 use crate::{Result, StoreError};
 
 /// Schema alias of the roll-up file on connections whose main schema is the main file.
-pub(super) const ALIAS: &str = "ru";
+const ALIAS: &str = "ru";
 
 /// Schema alias of the main file on the roll-up writer's connection.
 const SOURCE: &str = "src";
@@ -85,10 +85,7 @@ pub(super) enum Log {
 
 impl Log {
     fn table(self) -> String {
-        match self {
-            Log::Attached => format!("{SOURCE}.rollup_log"),
-            Log::Own => "main.rollup_log".into(),
-        }
+        format!("{}.rollup_log", self.schema())
     }
 
     fn schema(self) -> &'static str {
@@ -178,6 +175,19 @@ fn set_state(c: &Connection, schema: &str, name: &str, value: i64) -> Result<()>
     Ok(())
 }
 
+/// Takes the roll-up file's write lock at the start of a deferred transaction on a
+/// connection that also sees the main file: IMMEDIATE would lock every attached file, and
+/// reading before the first write could fail the upgrade when another process wrote in
+/// between. An UPDATE that changes nothing still locks; `rollup_state` exists only in the
+/// roll-up file, so the name needs no schema.
+pub(super) fn lock_for_write(c: &Connection) -> Result<()> {
+    c.prepare_cached(&format!(
+        "UPDATE rollup_state SET value = value WHERE name = '{APPLIED}'"
+    ))?
+    .execute([])?;
+    Ok(())
+}
+
 fn has_table(c: &Connection, schema: &str, table: &str) -> Result<bool> {
     Ok(c.query_row(
         &format!("SELECT 1 FROM {schema}.sqlite_master WHERE type = 'table' AND name = ?1"),
@@ -211,13 +221,8 @@ pub(super) fn adopt(rc: &mut Connection, log: Log) -> Result<Adopted> {
         |r| r.get(0),
     )?;
     let tx = rc.transaction_with_behavior(TransactionBehavior::Deferred)?;
-    // Take the roll-up file's write lock first (IMMEDIATE would lock the main file too).
-    set_state(&tx, ru, "adopting", 1)?;
+    lock_for_write(&tx)?;
     if state(&tx, ru, BELONGS_TO)? == Some(id) {
-        tx.execute(
-            &format!("DELETE FROM {ru}.rollup_state WHERE name = 'adopting'"),
-            [],
-        )?;
         tx.commit()?;
         return Ok(Adopted::Current);
     }
@@ -259,10 +264,6 @@ pub(super) fn adopt(rc: &mut Connection, log: Log) -> Result<Adopted> {
     )?;
     set_state(&tx, ru, APPLIED, last)?;
     set_state(&tx, ru, BELONGS_TO, id)?;
-    tx.execute(
-        &format!("DELETE FROM {ru}.rollup_state WHERE name = 'adopting'"),
-        [],
-    )?;
     tx.commit()?;
     Ok(how)
 }
@@ -346,12 +347,8 @@ fn rebuild_hourly(c: &Connection, src: &str, ru: &str) -> Result<()> {
 pub(super) fn apply_pending(rc: &mut Connection, log: Log, now_hour: i64) -> Result<i64> {
     let ru = log.rollups();
     let tx = rc.transaction_with_behavior(TransactionBehavior::Deferred)?;
-    // The roll-up file's write lock first, before the log is read: another process may be
-    // applying the same rows (and IMMEDIATE would lock the main file too).
-    tx.prepare_cached(&format!(
-        "UPDATE {ru}.rollup_state SET value = value WHERE name = '{APPLIED}'"
-    ))?
-    .execute([])?;
+    // Before the log is read: another process may be applying the same rows.
+    lock_for_write(&tx)?;
     let applied = state(&tx, ru, APPLIED)?.unwrap_or(0);
     let mut sums = Rollups::default();
     let mut last = applied;

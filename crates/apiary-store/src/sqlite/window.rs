@@ -45,11 +45,8 @@ pub(super) fn catch_up(c: &mut Connection, now_hour: i64) -> Result<bool> {
     if current_hour(c)?.is_some_and(|w| w >= now_hour) {
         return Ok(false);
     }
-    // Deferred, with a write to the roll-up file first: IMMEDIATE would also take the
-    // write lock of the attached main file.
     let tx = c.transaction()?;
-    tx.prepare_cached("UPDATE rollup_state SET value = value WHERE name = ?1")?
-        .execute([HOUR_COUNTER])?;
+    super::rollup_db::lock_for_write(&tx)?;
     let before = current_hour(&tx)?;
     let w = advance(&tx, now_hour)?;
     tx.commit()?;
