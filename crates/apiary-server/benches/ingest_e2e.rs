@@ -42,6 +42,10 @@ use bytes::Bytes;
 use chrono::{Duration, Utc};
 use tokio_util::sync::CancellationToken;
 
+/// The server's allocator (see `src/main.rs`), so the figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Args {
     sessions: usize,
     seconds: u64,
