@@ -64,6 +64,11 @@ const MIGRATIONS: &[Migration] = &[
         "rollup_file",
         include_str!("../../migrations/postgres/0011_rollup_file.sql"),
     ),
+    (
+        12,
+        "geo_places",
+        include_str!("../../migrations/postgres/0012_geo_places.sql"),
+    ),
 ];
 
 /// Advisory lock class of migrations (the second key is the schema's hash).

@@ -64,6 +64,11 @@ const MIGRATIONS: &[Migration] = &[
         "rollup_file",
         include_str!("../../migrations/sqlite/0011_rollup_file.sql"),
     ),
+    (
+        12,
+        "geo_places",
+        include_str!("../../migrations/sqlite/0012_geo_places.sql"),
+    ),
 ];
 
 /// Applies what is missing and returns the resulting schema version.

@@ -10,10 +10,15 @@ use crate::hours::from_us;
 use crate::types::Cursor;
 use crate::Result;
 
-/// Columns of [`SessionRow::read`], in order.
+/// Columns of [`SessionRow::read`], in order, from `sessions` (not aliased). Since
+/// migration 0012 `destination_geo` holds a `geo_places` id (as text: the column has TEXT
+/// affinity); older rows hold the JSON object itself.
 pub(super) const SESSION_COLS: &str = "id, ts, source_ip, source_port, destination_ip, \
     destination_port, protocol, honeypot, channel, sensor, internal, country_code, country, \
-    city, latitude, longitude, asn, as_org, destination_geo, raw_id, details";
+    city, latitude, longitude, asn, as_org, \
+    CASE WHEN substr(destination_geo, 1, 1) = '{' THEN destination_geo ELSE \
+        (SELECT geo FROM geo_places WHERE id = CAST(sessions.destination_geo AS INTEGER)) END, \
+    raw_id, details";
 
 /// A sessions row as stored; JSON and addresses are parsed in [`SessionRow::into_session`].
 pub(super) struct SessionRow {

@@ -78,6 +78,10 @@ const UPSERT_METADATA: &str =
          first_seen = min(first_seen, excluded.first_seen),
          updated_at = max(updated_at, excluded.updated_at)";
 
+/// Interns a destination geolocation (JSON) in `geo_places`; sessions store its id.
+const UPSERT_PLACE: &str = "INSERT INTO geo_places (geo) VALUES (?1)
+     ON CONFLICT (geo) DO UPDATE SET geo = excluded.geo RETURNING id";
+
 const TOUCH_SENSOR: &str = "UPDATE sensors SET last_seen = ?2
      WHERE ident = ?1 AND (last_seen IS NULL OR last_seen < ?2)";
 
@@ -184,6 +188,11 @@ struct Writer<'c> {
     url_file: CachedStatement<'c>,
     dork: CachedStatement<'c>,
     metadata: CachedStatement<'c>,
+    place: CachedStatement<'c>,
+    /// `geo_places` ids of the destination geolocations seen in this transaction (a few
+    /// per batch: one per sensor address). Not kept across transactions: an id from one
+    /// that rolled back would point nowhere.
+    places: HashMap<String, i64>,
     /// Preparations of the sessions still to insert, in record order.
     preps: VecDeque<SessionPrep>,
     rollups: Rollups,
@@ -216,6 +225,8 @@ impl<'c> Writer<'c> {
             url_file: c.prepare_cached(INSERT_URL_FILE)?,
             dork: c.prepare_cached(UPSERT_DORK)?,
             metadata: c.prepare_cached(UPSERT_METADATA)?,
+            place: c.prepare_cached(UPSERT_PLACE)?,
+            places: HashMap::new(),
             preps: prepared.sessions,
             rollups: prepared.rollups,
             sessions: 0,
@@ -246,6 +257,7 @@ impl<'c> Writer<'c> {
         let (channel, sensor) = origin_of(s, o.channel, o.ident);
         let ts = us(s.timestamp);
         let geo = s.source_geo.as_ref();
+        let place = p.destination_geo.map(|g| self.place_id(g)).transpose()?;
         let id = self.session.insert(params![
             ts,
             p.source_ip,
@@ -265,7 +277,7 @@ impl<'c> Writer<'c> {
             geo.and_then(|g| g.longitude),
             geo.and_then(|g| g.asn),
             geo.and_then(|g| g.as_org.as_deref()),
-            p.destination_geo,
+            place,
             s.details.ids.as_ref().map(|a| a.signature.as_str()),
             o.raw_id,
             p.details,
@@ -278,6 +290,16 @@ impl<'c> Writer<'c> {
             self.credentials += 1;
         }
         Ok(())
+    }
+
+    /// The `geo_places` id of `geo` (JSON), interned on first sight.
+    fn place_id(&mut self, geo: String) -> Result<i64> {
+        if let Some(&id) = self.places.get(&geo) {
+            return Ok(id);
+        }
+        let id = self.place.query_row([&geo], |r| r.get(0))?;
+        self.places.insert(geo, id);
+        Ok(id)
     }
 
     fn file(&mut self, o: &Origin<'_>, f: &FileRecord) -> Result<()> {
