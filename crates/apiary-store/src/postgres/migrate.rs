@@ -69,6 +69,11 @@ const MIGRATIONS: &[Migration] = &[
         "geo_places",
         include_str!("../../migrations/postgres/0012_geo_places.sql"),
     ),
+    (
+        13,
+        "credential_terms",
+        include_str!("../../migrations/postgres/0013_credential_terms.sql"),
+    ),
 ];
 
 /// Advisory lock class of migrations (the second key is the schema's hash).

@@ -69,6 +69,11 @@ const MIGRATIONS: &[Migration] = &[
         "geo_places",
         include_str!("../../migrations/sqlite/0012_geo_places.sql"),
     ),
+    (
+        13,
+        "credential_terms",
+        include_str!("../../migrations/sqlite/0013_credential_terms.sql"),
+    ),
 ];
 
 /// Applies what is missing and returns the resulting schema version.

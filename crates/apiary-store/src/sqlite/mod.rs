@@ -19,6 +19,7 @@
 mod accounts;
 mod admin;
 mod conv;
+mod credential_terms;
 mod deploy;
 mod migrate;
 mod read;

@@ -11,6 +11,7 @@ use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
 use super::conv::{day_bounds, day_of, ip_key, net_range, SOURCE_DAY};
+use super::credential_terms::CREDENTIAL_IN;
 use super::rows::{SessionRow, SESSION_COLS};
 use crate::hours::{from_us, hour_range, us, HourSlots, HOUR_US};
 use crate::like::like_contains;
@@ -50,11 +51,6 @@ fn int(v: i64) -> Value {
     Value::Integer(v)
 }
 
-/// Credential condition over the day-led credential indexes (one day).
-const CREDENTIAL_IN: &str = "id IN (SELECT session_id FROM credentials WHERE ts / 86400000000 = ? \
-    AND username = ? UNION SELECT session_id FROM credentials WHERE ts / 86400000000 = ? \
-    AND password = ?)";
-
 /// The filter's conditions plus one part of a free-text search; `day` restricts to one
 /// day of the day-led source and credential indexes (required with a credential filter
 /// or credential part).
@@ -62,9 +58,9 @@ fn session_where(f: &SessionFilter, day: Option<i64>, part: Option<TextPart<'_>>
     let mut w = Where::default();
     match part {
         Some(TextPart::Credential(s)) => {
-            // Over the day-led credential indexes.
+            // Over the day-led credential terms.
             if let Some(d) = day {
-                w.and(CREDENTIAL_IN, [int(d), text(s), int(d), text(s)]);
+                w.and(CREDENTIAL_IN, [int(d), text(s), int(d), text(s), text(s)]);
             }
         }
         Some(TextPart::Signature(s)) => w.and(
@@ -125,7 +121,7 @@ fn session_where(f: &SessionFilter, day: Option<i64>, part: Option<TextPart<'_>>
         );
     }
     if let (Some(s), Some(d)) = (&f.credential, day) {
-        w.and(CREDENTIAL_IN, [int(d), text(s), int(d), text(s)]);
+        w.and(CREDENTIAL_IN, [int(d), text(s), int(d), text(s), text(s)]);
     }
     if let Some(d) = day {
         if f.source.is_some() {

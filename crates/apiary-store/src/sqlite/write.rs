@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension, TransactionBehavior};
 
 use super::conv::{ip_key, json_err};
+use super::credential_terms;
 use super::window;
 use crate::hours::{hour_of, us};
 use crate::rollups::{origin_of, Dims, Rollups};
@@ -180,6 +181,11 @@ pub(super) fn prepare(batch: &[IngestItem]) -> Result<Prepared> {
 
 /// Cached statements of one write transaction.
 struct Writer<'c> {
+    conn: &'c Connection,
+    /// Sessions up to this id have their credential terms merged (see
+    /// [`credential_terms`]); a new session with a lower id (SQLite reuses the highest id
+    /// after it is deleted) gets its terms directly.
+    terms_merged: i64,
     raw: CachedStatement<'c>,
     session: CachedStatement<'c>,
     credential: CachedStatement<'c>,
@@ -216,7 +222,12 @@ struct Origin<'a> {
 
 impl<'c> Writer<'c> {
     fn new(c: &'c Connection, prepared: Prepared) -> Result<Self> {
+        let terms_merged = c
+            .prepare_cached("SELECT merged FROM credential_terms_state")?
+            .query_row([], |r| r.get(0))?;
         Ok(Self {
+            conn: c,
+            terms_merged,
             raw: c.prepare_cached(INSERT_RAW)?,
             session: c.prepare_cached(INSERT_SESSION)?,
             credential: c.prepare_cached(INSERT_CREDENTIAL)?,
@@ -288,6 +299,9 @@ impl<'c> Writer<'c> {
             self.credential
                 .execute(params![id, seq as i64, ts, cr.username, cr.password])?;
             self.credentials += 1;
+        }
+        if id <= self.terms_merged {
+            credential_terms::insert_direct(self.conn, id, ts, &s.details.credentials)?;
         }
         Ok(())
     }
@@ -441,6 +455,9 @@ pub(super) fn insert_batch(
         }
     }
     out.session_ids = std::mem::take(&mut w.session_ids);
+    if let Some(&last) = out.session_ids.last() {
+        credential_terms::merge_if_due(&tx, last)?;
+    }
     let (sessions, side) = w.finish(&tx, batch.len() as i64, applied)?;
     out.sessions = sessions;
     out.side_records = side;
@@ -556,6 +573,7 @@ pub(super) fn renormalize_batch(
                 for (u, p) in &creds {
                     w.rollups.credential(hour, u, p, -1);
                 }
+                credential_terms::delete_for(&tx, "SELECT ?1", params![s.id])?;
                 removed_credentials += delete_credentials.execute([s.id])? as i64;
             }
             removed_sessions += delete_sessions.execute([raw_id])? as i64;
@@ -622,6 +640,7 @@ pub(super) fn prune_sessions(
     // The same subquery twice in one transaction selects the same rows (ts order, ties by
     // id); deleting credentials first lets us count them.
     let oldest = "SELECT id FROM sessions WHERE ts < ?1 ORDER BY ts, id LIMIT ?2";
+    credential_terms::delete_for(&tx, oldest, params![us(t), limit as i64])?;
     let creds = tx.execute(
         &format!("DELETE FROM credentials WHERE session_id IN ({oldest})"),
         params![us(t), limit as i64],
