@@ -1,7 +1,8 @@
 //! SQLite's credential search index is merged in bulk every `merge_every` sessions: a
 //! search must find exactly the sessions with that username or password whether their
 //! terms are merged or still only in `credentials`, after retention deleted some of them,
-//! and on a database whose credentials predate the term table (migration 0013).
+//! and on a database whose credentials predate the term table (migration 0013, merged on
+//! open).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -129,11 +130,23 @@ async fn migration_builds_the_terms_of_stored_credentials() {
         )
         .unwrap();
 
+    // Fewer sessions than one merge: left to ingest, searched in credentials.
+    let store = open_file(&db).await;
+    assert_eq!(sql_i64(&db, "SELECT merged FROM credential_terms_state"), 0);
+    check_search(&store, &stored, &terms(&stored)).await;
+    store.close().await;
+
+    // A backlog of more than one merge is merged on open.
+    Connection::open(&db)
+        .unwrap()
+        .execute("UPDATE credential_terms_state SET merge_every = 25", [])
+        .unwrap();
     let store = open_file(&db).await;
     assert_eq!(
         sql_i64(&db, "SELECT merged FROM credential_terms_state"),
         sql_i64(&db, "SELECT MAX(id) FROM sessions")
     );
+    assert!(sql_i64(&db, "SELECT COUNT(*) FROM credential_terms") > 0);
     check_search(&store, &stored, &terms(&stored)).await;
     store.close().await;
 }

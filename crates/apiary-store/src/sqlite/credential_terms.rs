@@ -12,9 +12,12 @@
 //!
 //! Terms of deleted sessions (retention, re-normalization) are deleted with them.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 
 use crate::Result;
+
+/// Sessions merged per transaction by [`catch_up`].
+const CATCH_UP_CHUNK: i64 = 1_000_000;
 
 /// Condition on `sessions.id`: sessions of day `?` with a credential whose username or
 /// password is `?` (arguments: day, term, day, term, term).
@@ -24,15 +27,56 @@ pub(super) const CREDENTIAL_IN: &str = "id IN (\
     WHERE session_id > (SELECT merged FROM credential_terms_state) \
     AND ts / 86400000000 = ? AND (username = ? OR password = ?))";
 
+/// (merged, merge_every).
+fn state(c: &Connection) -> Result<(i64, i64)> {
+    Ok(
+        c.prepare_cached("SELECT merged, merge_every FROM credential_terms_state")?
+            .query_row([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(1))))?,
+    )
+}
+
 /// Merges the terms of sessions up to `last_session` when enough have gathered; call in
 /// the ingest transaction after its sessions and credentials are inserted.
 pub(super) fn merge_if_due(c: &Connection, last_session: i64) -> Result<()> {
-    let (merged, every): (i64, i64) = c
-        .prepare_cached("SELECT merged, merge_every FROM credential_terms_state")?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    if last_session - merged < every.max(1) {
+    let (merged, every) = state(c)?;
+    if last_session - merged < every {
         return Ok(());
     }
+    merge(c, merged, last_session)
+}
+
+/// Merges a backlog larger than one merge (the stored credentials of a database migrated
+/// to 0013) in transactions of [`CATCH_UP_CHUNK`] sessions, logging progress. On open,
+/// before ingest starts.
+pub(super) fn catch_up(c: &mut Connection) -> Result<()> {
+    let (merged, every) = state(c)?;
+    let last: i64 = c.query_row("SELECT COALESCE(MAX(id), 0) FROM sessions", [], |r| {
+        r.get(0)
+    })?;
+    if last - merged < every {
+        return Ok(());
+    }
+    let total = last - merged;
+    tracing::info!(sessions = total, "building the credential search index");
+    let mut from = merged;
+    while from < last {
+        let to = (from + CATCH_UP_CHUNK).min(last);
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        merge(&tx, from, to)?;
+        tx.commit()?;
+        tracing::info!(
+            done = to - merged,
+            total,
+            "credential search index: {:.0} %",
+            (to - merged) as f64 * 100.0 / total as f64
+        );
+        from = to;
+    }
+    Ok(())
+}
+
+/// Copies the terms of sessions in (`after`, `upto`] into the index, in key order.
+fn merge(c: &Connection, after: i64, upto: i64) -> Result<()> {
     c.prepare_cached(
         "INSERT OR IGNORE INTO credential_terms (day, term, session_id)
          SELECT ts / 86400000000, username, session_id FROM credentials
@@ -41,9 +85,9 @@ pub(super) fn merge_if_due(c: &Connection, last_session: i64) -> Result<()> {
              WHERE session_id > ?1 AND session_id <= ?2
          ORDER BY 1, 2, 3",
     )?
-    .execute([merged, last_session])?;
+    .execute([after, upto])?;
     c.prepare_cached("UPDATE credential_terms_state SET merged = ?1")?
-        .execute([last_session])?;
+        .execute([upto])?;
     Ok(())
 }
 

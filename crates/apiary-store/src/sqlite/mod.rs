@@ -274,6 +274,7 @@ fn prepare_files(
     path: Option<&Path>,
 ) -> Result<(Option<Connection>, i64)> {
     migrate::migrate(writer)?;
+    credential_terms::catch_up(writer)?;
     let now_hour = crate::hours::hour_of(crate::hours::us(Utc::now()));
     let rollups = match path {
         Some(p) => {
