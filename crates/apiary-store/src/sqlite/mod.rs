@@ -11,6 +11,10 @@
 //! The roll-ups live in a second file with their own writer connection, written after
 //! each ingest commit while the next batch holds the main writer ([`rollup_db`]).
 //!
+//! Credential search reads a term table merged in bulk rather than per-row indexes
+//! ([`credential_terms`]): a per-row insert at a random place in a large index dirties a
+//! page per row in every commit.
+//!
 //! WAL checkpoints (copying committed pages back into the database file) run on a
 //! dedicated thread with its own connection, in parallel with the writer; left to
 //! SQLite's auto-checkpoint they ran inside the writer's commits and cost about a fifth of
