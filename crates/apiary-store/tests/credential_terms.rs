@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use apiary_model::Session;
+use apiary_model::{Credential, Normalized, Session};
 use apiary_store::{open, SessionFilter, Store};
 use chrono::Duration;
 use rusqlite::Connection;
@@ -148,5 +148,56 @@ async fn migration_builds_the_terms_of_stored_credentials() {
     );
     assert!(sql_i64(&db, "SELECT COUNT(*) FROM credential_terms") > 0);
     check_search(&store, &stored, &terms(&stored)).await;
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renormalized_sessions_leave_no_stale_terms_even_when_their_id_is_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    open_file(&db).await.close().await;
+    Connection::open(&db)
+        .unwrap()
+        .execute("UPDATE credential_terms_state SET merge_every = 10", [])
+        .unwrap();
+    let store = open_file(&db).await;
+    let mut sessions = gen_sessions(13, 40, 5);
+    let last = sessions.last_mut().unwrap();
+    last.details.credentials = vec![Credential {
+        username: "before-user".into(),
+        password: "before-pass".into(),
+    }];
+    let mut stored = insert_sessions(&store, &sessions, 20).await;
+    // Everything merged, the last session (the highest id) included.
+    let max_id = sql_i64(&db, "SELECT MAX(id) FROM sessions");
+    assert_eq!(
+        sql_i64(&db, "SELECT merged FROM credential_terms_state"),
+        max_id
+    );
+
+    // Re-normalized with other credentials: its old session (the highest id) is deleted
+    // and SQLite gives the new one the same id.
+    let mut renewed = stored.last().unwrap().clone();
+    renewed.raw_id = None;
+    renewed.details.credentials = vec![Credential {
+        username: "after-user".into(),
+        password: "after-pass".into(),
+    }];
+    let raw_id = stored.last().unwrap().raw_id.unwrap();
+    store
+        .renormalize_batch(vec![(
+            raw_id,
+            Ok(vec![Normalized::Session(Box::new(renewed.clone()))]),
+        )])
+        .await
+        .unwrap();
+    assert_eq!(sql_i64(&db, "SELECT MAX(id) FROM sessions"), max_id);
+    renewed.raw_id = Some(raw_id);
+    *stored.last_mut().unwrap() = renewed;
+    let all: BTreeSet<String> = terms(&stored)
+        .into_iter()
+        .chain(["before-user".to_string(), "before-pass".to_string()])
+        .collect();
+    check_search(&store, &stored, &all).await;
     store.close().await;
 }
