@@ -27,29 +27,44 @@ pub(super) const CREDENTIAL_IN: &str = "id IN (\
     WHERE session_id > (SELECT merged FROM credential_terms_state) \
     AND ts / 86400000000 = ? AND (username = ? OR password = ?))";
 
-/// (merged, merge_every).
-fn state(c: &Connection) -> Result<(i64, i64)> {
-    Ok(
-        c.prepare_cached("SELECT merged, merge_every FROM credential_terms_state")?
-            .query_row([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(1))))?,
-    )
+/// The merge state, read once per write transaction.
+#[derive(Clone, Copy)]
+pub(super) struct State {
+    /// Sessions up to this id have their terms in `credential_terms`.
+    pub(super) merged: i64,
+    /// Merge once this many sessions are newer than `merged`.
+    every: i64,
+}
+
+impl State {
+    pub(super) fn read(c: &Connection) -> Result<Self> {
+        Ok(
+            c.prepare_cached("SELECT merged, merge_every FROM credential_terms_state")?
+                .query_row([], |r| {
+                    Ok(State {
+                        merged: r.get(0)?,
+                        every: r.get::<_, i64>(1)?.max(1),
+                    })
+                })?,
+        )
+    }
 }
 
 /// Merges the terms of sessions up to `last_session` when enough have gathered; call in
-/// the ingest transaction after its sessions and credentials are inserted.
-pub(super) fn merge_if_due(c: &Connection, last_session: i64) -> Result<()> {
-    let (merged, every) = state(c)?;
-    if last_session - merged < every {
+/// the ingest transaction (whose `state` it is) after its sessions and credentials are
+/// inserted.
+pub(super) fn merge_if_due(c: &Connection, state: State, last_session: i64) -> Result<()> {
+    if last_session - state.merged < state.every {
         return Ok(());
     }
-    merge(c, merged, last_session)
+    merge(c, state.merged, last_session)
 }
 
 /// Merges a backlog larger than one merge (the stored credentials of a database migrated
 /// to 0013) in transactions of [`CATCH_UP_CHUNK`] sessions, logging progress. On open,
 /// before ingest starts.
 pub(super) fn catch_up(c: &mut Connection) -> Result<()> {
-    let (merged, every) = state(c)?;
+    let State { merged, every } = State::read(c)?;
     let last: i64 = c.query_row("SELECT COALESCE(MAX(id), 0) FROM sessions", [], |r| {
         r.get(0)
     })?;

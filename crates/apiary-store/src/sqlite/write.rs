@@ -182,10 +182,10 @@ pub(super) fn prepare(batch: &[IngestItem]) -> Result<Prepared> {
 /// Cached statements of one write transaction.
 struct Writer<'c> {
     conn: &'c Connection,
-    /// Sessions up to this id have their credential terms merged (see
+    /// Sessions up to `terms.merged` have their credential terms merged (see
     /// [`credential_terms`]); a new session with a lower id (SQLite reuses the highest id
     /// after it is deleted) gets its terms directly.
-    terms_merged: i64,
+    terms: credential_terms::State,
     raw: CachedStatement<'c>,
     session: CachedStatement<'c>,
     credential: CachedStatement<'c>,
@@ -222,12 +222,9 @@ struct Origin<'a> {
 
 impl<'c> Writer<'c> {
     fn new(c: &'c Connection, prepared: Prepared) -> Result<Self> {
-        let terms_merged = c
-            .prepare_cached("SELECT merged FROM credential_terms_state")?
-            .query_row([], |r| r.get(0))?;
         Ok(Self {
             conn: c,
-            terms_merged,
+            terms: credential_terms::State::read(c)?,
             raw: c.prepare_cached(INSERT_RAW)?,
             session: c.prepare_cached(INSERT_SESSION)?,
             credential: c.prepare_cached(INSERT_CREDENTIAL)?,
@@ -300,7 +297,7 @@ impl<'c> Writer<'c> {
                 .execute(params![id, seq as i64, ts, cr.username, cr.password])?;
             self.credentials += 1;
         }
-        if id <= self.terms_merged {
+        if id <= self.terms.merged {
             credential_terms::insert_direct(self.conn, id, ts, &s.details.credentials)?;
         }
         Ok(())
@@ -456,7 +453,7 @@ pub(super) fn insert_batch(
     }
     out.session_ids = std::mem::take(&mut w.session_ids);
     if let Some(&last) = out.session_ids.last() {
-        credential_terms::merge_if_due(&tx, last)?;
+        credential_terms::merge_if_due(&tx, w.terms, last)?;
     }
     let (sessions, side) = w.finish(&tx, batch.len() as i64, applied)?;
     out.sessions = sessions;
