@@ -33,7 +33,7 @@ use apiary_geo::GeoDb;
 use apiary_ingest::pipeline::{process, IngestMetrics, Pipeline, PipelineConfig};
 use apiary_model::{Ident, Normalized, RawEvent, Secret};
 use apiary_store::{Dimension, IngestItem, Store};
-use apiary_testdata::timing::time_dashboard_queries;
+use apiary_testdata::timing::{time_address_queries, time_dashboard_queries};
 use apiary_testdata::{
     address_pool, geo_db, live_payloads, load_average, preload, process_cpu_seconds, reference,
     BoxError, PreloadSpec,
@@ -435,6 +435,7 @@ async fn main() -> Result<(), BoxError> {
         Dimension::Sensor,
     ];
     time_dashboard_queries(&*store, since, until, 7, &dimensions).await;
+    time_address_queries(&*store, since, until, 7).await;
     println!("load average {}", load_average());
     store.close().await;
     Ok(())

@@ -116,11 +116,18 @@ async fn migration_builds_the_terms_of_stored_credentials() {
     let stored = insert_sessions(&store, &gen_sessions(12, 120, 48), 30).await;
     store.close().await;
 
-    // Back to the schema before migration 0013, credentials kept.
+    // Back to the schema before migration 0013 (and 0014-0015 after it), credentials kept.
     Connection::open(&db)
         .unwrap()
         .execute_batch(
-            "DROP TABLE credential_terms;
+            "DROP INDEX sessions_source_run;
+             DROP INDEX sessions_asn_run;
+             DROP TABLE session_runs;
+             CREATE INDEX sessions_source_day ON sessions (ts / 86400000000, source_key, ts,
+                 honeypot, protocol, destination_port, sensor);
+             CREATE INDEX sessions_asn ON sessions (asn, ts);
+             DELETE FROM schema_migrations WHERE version IN (14, 15);
+             DROP TABLE credential_terms;
              DROP TABLE credential_terms_state;
              CREATE INDEX credentials_username_day ON credentials
                  (ts / 86400000000, username, session_id);

@@ -1,10 +1,11 @@
 //! Timing store queries in the benchmarks: the median and maximum of a few runs, and the
-//! dashboard's queries over a time range.
+//! dashboard's and an analyst's queries over a time range.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::time::Instant;
 
-use apiary_store::{Dimension, Page, SessionFilter, Store};
+use apiary_store::{Dimension, Page, SessionFilter, SourceGrouping, Store, TopSourcesQuery};
 use chrono::{DateTime, Utc};
 
 /// Runs `f` `runs` times and prints the median and maximum time under `label` (or the
@@ -67,6 +68,63 @@ pub async fn time_dashboard_queries(
             },
             Page::first(50),
         )
+    })
+    .await;
+}
+
+/// Times what an analyst asks about the busiest source address of `since..until`: its
+/// attacker profile (all time and over the range), its newest sessions, and the top
+/// attackers by honeypot over the range; `runs` runs each.
+pub async fn time_address_queries(
+    store: &dyn Store,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    runs: usize,
+) {
+    let top = match store.top(Dimension::SourceIp, since, until, 1).await {
+        Ok(top) => top,
+        Err(e) => {
+            println!("  top source address: error: {e}");
+            return;
+        }
+    };
+    let Some((ip, count)) = top
+        .first()
+        .and_then(|(value, n)| Some((value.parse::<IpAddr>().ok()?, *n)))
+    else {
+        println!("  no source address in range");
+        return;
+    };
+    println!("  busiest source address {ip}: {count} sessions in range");
+    time_query("attacker stats (all time)", runs, || {
+        store.attacker_stats(ip, None)
+    })
+    .await;
+    time_query("attacker stats (range)", runs, || {
+        store.attacker_stats(ip, Some(since))
+    })
+    .await;
+    time_query("sessions of the address, first page (50)", runs, || {
+        store.sessions(
+            SessionFilter {
+                source: Some(ip.into()),
+                ..Default::default()
+            },
+            Page::first(50),
+        )
+    })
+    .await;
+    time_query("top 10 attackers by honeypot", runs, || {
+        store.top_sources(TopSourcesQuery {
+            filter: SessionFilter {
+                since: Some(since),
+                until: Some(until),
+                ..Default::default()
+            },
+            grouping: SourceGrouping::Honeypot,
+            exclude_protocols: Vec::new(),
+            limit: 10,
+        })
     })
     .await;
 }

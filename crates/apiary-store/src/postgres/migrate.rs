@@ -74,6 +74,16 @@ const MIGRATIONS: &[Migration] = &[
         "credential_terms",
         include_str!("../../migrations/postgres/0013_credential_terms.sql"),
     ),
+    (
+        14,
+        "source_by_run",
+        include_str!("../../migrations/postgres/0014_source_by_run.sql"),
+    ),
+    (
+        15,
+        "asn_by_run",
+        include_str!("../../migrations/postgres/0015_asn_by_run.sql"),
+    ),
 ];
 
 /// Advisory lock class of migrations (the second key is the schema's hash).

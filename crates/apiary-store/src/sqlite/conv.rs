@@ -7,14 +7,12 @@ use rusqlite::ErrorCode;
 
 use crate::StoreError;
 
-/// The day bucket leading the source-address index: `ts / 86400000000` in SQL, which
-/// truncates toward zero exactly like Rust's `/`. Queries must spell the expression
-/// [`SOURCE_DAY`] exactly for SQLite to use the index.
+/// The day bucket leading the credential terms: `ts / 86400000000` in SQL, which
+/// truncates toward zero exactly like Rust's `/`.
 pub(crate) fn day_of(t_us: i64) -> i64 {
     t_us / 86_400_000_000
 }
 
-/// The indexed expression of the source-address index (migration 0004).
 /// The `[lo, hi)` microseconds whose [`day_of`] is `d` (truncating division: day 0 spans
 /// both sides of the epoch).
 pub(crate) fn day_bounds(d: i64) -> (i64, i64) {
@@ -31,8 +29,6 @@ pub(crate) fn day_bounds(d: i64) -> (i64, i64) {
     };
     (lo, hi)
 }
-
-pub(crate) const SOURCE_DAY: &str = "ts / 86400000000";
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {

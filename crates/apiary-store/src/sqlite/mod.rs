@@ -29,6 +29,7 @@ mod migrate;
 mod read;
 mod rollup_db;
 mod rows;
+mod runs;
 mod turns;
 mod window;
 mod write;

@@ -10,9 +10,10 @@ use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
-use super::conv::{day_bounds, day_of, ip_key, net_range, SOURCE_DAY};
+use super::conv::{day_bounds, day_of, ip_key, net_range};
 use super::credential_terms::CREDENTIAL_IN;
 use super::rows::{SessionRow, SESSION_COLS};
+use super::runs::{self, RUN};
 use crate::hours::{from_us, hour_range, us, HourSlots, HOUR_US};
 use crate::like::like_contains;
 use crate::paging::page_of;
@@ -51,18 +52,36 @@ fn int(v: i64) -> Value {
     Value::Integer(v)
 }
 
-/// The filter's conditions plus one part of a free-text search; `day` restricts to one
-/// day of the day-led source and credential indexes (required with a credential filter
-/// or credential part).
-fn session_where(f: &SessionFilter, day: Option<i64>, part: Option<TextPart<'_>>) -> Where {
+/// The part of a day- or run-led index one query reads.
+#[derive(Clone, Copy)]
+enum Scope {
+    /// No restriction: the filter has neither a source address nor a credential.
+    All,
+    /// One day of the credential terms (required with a credential but no source).
+    Day(i64),
+    /// One run of the run-led indexes (required with a source address or an ASN); a
+    /// credential is then checked per session.
+    Run(i64),
+}
+
+/// Condition on `sessions`: it tried username or password `?` (arguments: term, term).
+const HAS_CREDENTIAL: &str = "EXISTS (SELECT 1 FROM credentials c \
+    WHERE c.session_id = sessions.id AND (c.username = ? OR c.password = ?))";
+
+/// The credential condition of `scope`.
+fn credential_cond(w: &mut Where, scope: Scope, s: &str) {
+    match scope {
+        // Over the day-led credential terms.
+        Scope::Day(d) => w.and(CREDENTIAL_IN, [int(d), text(s), int(d), text(s), text(s)]),
+        Scope::Run(_) | Scope::All => w.and(HAS_CREDENTIAL, [text(s), text(s)]),
+    }
+}
+
+/// The filter's conditions plus one part of a free-text search, within `scope`.
+fn session_where(f: &SessionFilter, scope: Scope, part: Option<TextPart<'_>>) -> Where {
     let mut w = Where::default();
     match part {
-        Some(TextPart::Credential(s)) => {
-            // Over the day-led credential terms.
-            if let Some(d) = day {
-                w.and(CREDENTIAL_IN, [int(d), text(s), int(d), text(s), text(s)]);
-            }
-        }
+        Some(TextPart::Credential(s)) => credential_cond(&mut w, scope, s),
         Some(TextPart::Signature(s)) => w.and(
             "signature IS NOT NULL AND signature LIKE ? ESCAPE '\\'",
             [text(&like_contains(s))],
@@ -120,18 +139,16 @@ fn session_where(f: &SessionFilter, day: Option<i64>, part: Option<TextPart<'_>>
             [text(&like_contains(s))],
         );
     }
-    if let (Some(s), Some(d)) = (&f.credential, day) {
-        w.and(CREDENTIAL_IN, [int(d), text(s), int(d), text(s), text(s)]);
+    if let Some(s) = &f.credential {
+        credential_cond(&mut w, scope, s);
     }
-    if let Some(d) = day {
-        if f.source.is_some() {
-            w.and(&format!("{SOURCE_DAY} = ?"), [int(d)]);
-        } else {
-            // A range on ts, not the day expression: the planner keeps its choice of
-            // index (ts order) instead of scanning the day of the source index.
+    match scope {
+        Scope::All => {}
+        Scope::Day(d) => {
             let (lo, hi) = day_bounds(d);
             w.and("ts >= ? AND ts < ?", [int(lo), int(hi)]);
         }
+        Scope::Run(r) => w.and(&format!("{RUN} = ?"), [int(r)]),
     }
     if let Some(s) = &f.channel {
         w.and("channel = ?", [text(s)]);
@@ -172,15 +189,16 @@ fn sessions_part(
         },
         _ => f,
     };
-    let by_day = f.source.is_some()
-        || f.credential.is_some()
-        || matches!(part, Some(TextPart::Credential(_)));
+    if run_index(f).is_some() {
+        return sessions_by_run(c, f, part, cursor, limit);
+    }
+    let by_day = f.credential.is_some() || matches!(part, Some(TextPart::Credential(_)));
     if !by_day {
-        let rows = session_rows(c, f, part, cursor, None, limit + 1)?;
+        let rows = session_rows(c, f, part, cursor, Scope::All, limit + 1)?;
         return Ok(page_of(rows, limit));
     }
-    // By source address or credential: those indexes are led by the day, so walk the days
-    // newest first until the page is full.
+    // By credential: the terms are led by the day, so walk the days newest first until
+    // the page is full.
     let Some((lo, hi)) = day_span(c, f.since, f.until, cursor.map(|(ts, _)| ts))? else {
         return Ok((Vec::new(), None));
     };
@@ -191,7 +209,7 @@ fn sessions_part(
             f,
             part,
             cursor,
-            Some(day),
+            Scope::Day(day),
             limit + 1 - rows.len(),
         )?);
         if rows.len() > limit {
@@ -199,6 +217,51 @@ fn sessions_part(
         }
     }
     Ok(page_of(rows, limit))
+}
+
+/// The run-led index that narrows `f` best: by source address, else by ASN.
+fn run_index(f: &SessionFilter) -> Option<&'static str> {
+    if f.source.is_some() {
+        Some("sessions_source_run")
+    } else if f.asn.is_some() {
+        Some("sessions_asn_run")
+    } else {
+        None
+    }
+}
+
+/// By source address or ASN: those indexes are led by the run, and runs' time spans may overlap
+/// (late events, imports), so walk them by newest span end and stop once the page is
+/// full with sessions newer than anything the next run can hold.
+fn sessions_by_run(
+    c: &Connection,
+    f: &SessionFilter,
+    part: Option<TextPart<'_>>,
+    cursor: Option<(i64, i64)>,
+    limit: usize,
+) -> Paged<Session> {
+    let runs = runs::overlapping(
+        c,
+        f.since.map(us),
+        f.until.map(us),
+        cursor.map(|(ts, _)| ts),
+    )?;
+    let mut rows: Vec<((i64, i64), (Session, Cursor))> = Vec::new();
+    for (i, run) in runs.iter().enumerate() {
+        for row in session_rows(c, f, part, cursor, Scope::Run(run.run), limit + 1)? {
+            rows.push((row.1.decode()?, row));
+        }
+        if rows.len() > limit {
+            rows.sort_unstable_by_key(|r| std::cmp::Reverse(r.0));
+            rows.truncate(limit + 1);
+            let oldest_kept = rows[limit].0 .0;
+            if runs.get(i + 1).is_none_or(|next| next.max_ts < oldest_kept) {
+                break;
+            }
+        }
+    }
+    rows.sort_unstable_by_key(|r| std::cmp::Reverse(r.0));
+    Ok(page_of(rows.into_iter().map(|(_, r)| r).collect(), limit))
 }
 
 /// A signature search reads the partial index of IDS sessions, which holds every IDS
@@ -236,22 +299,27 @@ fn signature_hours(c: &Connection, f: &SessionFilter, s: &str) -> Result<Option<
     Ok(Some(out))
 }
 
-/// Up to `n` sessions matching `f` (and one day of the source index), newest first.
+/// Up to `n` sessions matching `f` within `scope`, newest first.
 fn session_rows(
     c: &Connection,
     f: &SessionFilter,
     part: Option<TextPart<'_>>,
     cursor: Option<(i64, i64)>,
-    day: Option<i64>,
+    scope: Scope,
     n: usize,
 ) -> Result<Vec<(Session, Cursor)>> {
-    let mut w = session_where(f, day, part);
+    let mut w = session_where(f, scope, part);
     if let Some((ts, id)) = cursor {
         w.and("(ts, id) < (?, ?)", [int(ts), int(id)]);
     }
     w.args.push(int(n as i64));
+    // A run is only worth probing through a run-led index.
+    let index = match (scope, run_index(f)) {
+        (Scope::Run(_), Some(index)) => format!(" INDEXED BY {index}"),
+        _ => String::new(),
+    };
     let sql = format!(
-        "SELECT {SESSION_COLS} FROM sessions{} ORDER BY ts DESC, id DESC LIMIT ?",
+        "SELECT {SESSION_COLS} FROM sessions{index}{} ORDER BY ts DESC, id DESC LIMIT ?",
         w.sql
     );
     let mut st = c.prepare_cached(&sql)?;
@@ -488,6 +556,11 @@ pub(super) fn total_sessions(
     Ok(n.max(0) as u64)
 }
 
+/// The sessions table read through the run-led source index. Named: without statistics
+/// the planner prefers the time index for `ts >= ?` and reads every session since then.
+/// Unaliased: SQLite matches the indexed `id >> 16` only when spelled the same.
+const SOURCE_INDEX: &str = "sessions INDEXED BY sessions_source_run";
+
 /// Distinct values listed for one attacker.
 const STATS_LIST: i64 = 100;
 
@@ -498,25 +571,24 @@ pub(super) fn attacker_stats(
 ) -> Result<AttackerStats> {
     let ip = apiary_model::event::canonical_ip(ip);
     let key = ip_key(ip).to_vec();
-    let since_us = since.map_or(i64::MIN, us);
-    let Some((lo_day, hi_day)) = day_span(c, since, None, None)? else {
+    let since = since.map_or(i64::MIN, us);
+    // One probe of the run-led source index per run that may hold sessions since then.
+    let runs = runs::overlapping(c, Some(since), None, None)?;
+    if runs.is_empty() {
         return Ok(AttackerStats {
             ip: Some(ip),
             ..AttackerStats::default()
         });
-    };
-    let since = since_us;
-    // One probe of the day-led source index per day of the span.
-    let days = format!(
-        "{SOURCE_DAY} IN (WITH RECURSIVE d(x) AS (SELECT ?3 UNION ALL SELECT x + 1 FROM d \
-         WHERE x < ?4) SELECT x FROM d)"
+    }
+    let scope = format!(
+        "{} AND sessions.source_key = ?1 AND sessions.ts >= ?2",
+        runs::in_list(&runs)
     );
-    let scope = format!("{days} AND source_key = ?1 AND ts >= ?2");
     let (count, first, last): (i64, Option<i64>, Option<i64>) = c
-        .prepare_cached(&format!(
-            "SELECT COUNT(*), MIN(ts), MAX(ts) FROM sessions WHERE {scope}"
+        .prepare(&format!(
+            "SELECT COUNT(*), MIN(ts), MAX(ts) FROM {SOURCE_INDEX} WHERE {scope}"
         ))?
-        .query_row(params![key, since, lo_day, hi_day], |r| {
+        .query_row(params![key, since], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?;
     let mut stats = AttackerStats {
@@ -530,29 +602,29 @@ pub(super) fn attacker_stats(
         return Ok(stats);
     }
     stats.ports = c
-        .prepare_cached(&format!(
-            "SELECT DISTINCT destination_port FROM sessions
+        .prepare(&format!(
+            "SELECT DISTINCT destination_port FROM {SOURCE_INDEX}
              WHERE {scope} AND destination_port IS NOT NULL ORDER BY 1"
         ))?
-        .query_map(params![key, since, lo_day, hi_day], |r| r.get(0))?
+        .query_map(params![key, since], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     let distinct = |col: &str| -> Result<Vec<String>> {
-        Ok(c.prepare_cached(&format!(
-            "SELECT DISTINCT {col} FROM sessions WHERE {scope} ORDER BY 1"
+        Ok(c.prepare(&format!(
+            "SELECT DISTINCT {col} FROM {SOURCE_INDEX} WHERE {scope} ORDER BY 1"
         ))?
-        .query_map(params![key, since, lo_day, hi_day], |r| r.get(0))?
+        .query_map(params![key, since], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?)
     };
     stats.honeypots = distinct("honeypot")?;
     stats.sensors = distinct("sensor")?;
     stats.credentials = c
-        .prepare_cached(&format!(
+        .prepare(&format!(
             "SELECT c.username, c.password, COUNT(*) AS n
-             FROM sessions s JOIN credentials c ON c.session_id = s.id
-             WHERE s.{days} AND s.source_key = ?1 AND s.ts >= ?2
+             FROM {SOURCE_INDEX} JOIN credentials c ON c.session_id = sessions.id
+             WHERE {scope}
              GROUP BY 1, 2 ORDER BY n DESC, 1, 2 LIMIT {STATS_LIST}"
         ))?
-        .query_map(params![key, since, lo_day, hi_day], |r| {
+        .query_map(params![key, since], |r| {
             Ok((
                 Credential {
                     username: r.get(0)?,
@@ -563,11 +635,11 @@ pub(super) fn attacker_stats(
         })?
         .collect::<rusqlite::Result<_>>()?;
     let from_details = |path: &str| -> Result<Vec<String>> {
-        Ok(c.prepare_cached(&format!(
-            "SELECT DISTINCT j.value FROM sessions s, json_each(s.details, '{path}') j
-             WHERE s.{days} AND s.source_key = ?1 AND s.ts >= ?2 ORDER BY 1 LIMIT {STATS_LIST}"
+        Ok(c.prepare(&format!(
+            "SELECT DISTINCT j.value FROM {SOURCE_INDEX}, json_each(sessions.details, '{path}') j
+             WHERE {scope} ORDER BY 1 LIMIT {STATS_LIST}"
         ))?
-        .query_map(params![key, since, lo_day, hi_day], |r| r.get(0))?
+        .query_map(params![key, since], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?)
     };
     stats.urls = from_details("$.urls")?;
@@ -581,13 +653,11 @@ pub(super) fn top_sources(c: &Connection, q: &TopSourcesQuery) -> Result<TopSour
     let (Some(since), Some(until)) = (f.since, f.until) else {
         return Ok(TopSources::default());
     };
-    let Some(days) = day_span(c, f.since, f.until, None)? else {
-        return Ok(TopSources::default());
-    };
+    let runs = runs::overlapping(c, Some(us(since)), Some(us(until)), None)?;
     loop {
         let candidates = top(c, Dimension::SourceIp, since, until, search.want())?;
         while let Some(ip) = search.next_probe(&candidates) {
-            search.add(source_groups(c, &f, ip, days, q)?);
+            search.add(source_groups(c, &f, ip, &runs, q)?);
         }
         if let Some(answer) = search.end_round(candidates.len()) {
             return Ok(answer);
@@ -595,13 +665,13 @@ pub(super) fn top_sources(c: &Connection, q: &TopSourcesQuery) -> Result<TopSour
     }
 }
 
-/// Exact grouped counts of one source address: one probe of the day-led source index per
-/// day of the window.
+/// Exact grouped counts of one source address: one probe of the run-led source index per
+/// run of the window, in one statement.
 fn source_groups(
     c: &Connection,
     f: &SessionFilter,
     ip: IpAddr,
-    (lo, hi): (i64, i64),
+    runs: &[runs::Run],
     q: &TopSourcesQuery,
 ) -> Result<Vec<SourceGroupCount>> {
     let f = SessionFilter {
@@ -612,42 +682,37 @@ fn source_groups(
         SourceGrouping::Honeypot => "honeypot, NULL, NULL",
         SourceGrouping::Service => "honeypot, protocol, destination_port",
     };
-    let mut counts: HashMap<(String, Option<String>, Option<u16>), u64> = HashMap::new();
-    for day in lo..=hi {
-        let mut w = session_where(&f, Some(day), None);
-        if !q.exclude_protocols.is_empty() {
-            let marks = vec!["?"; q.exclude_protocols.len()].join(", ");
-            w.and(
-                &format!("(protocol IS NULL OR protocol NOT IN ({marks}))"),
-                q.exclude_protocols.iter().map(|p| text(p)),
-            );
-        }
-        // INDEXED BY: with a honeypot or port filter the planner may otherwise pick that
-        // index and read all of its sessions in the window once per probed address.
-        let sql = format!(
-            "SELECT {cols}, COUNT(*) FROM sessions INDEXED BY sessions_source_day{} \
-             GROUP BY 1, 2, 3",
-            w.sql
-        );
-        let mut st = c.prepare_cached(&sql)?;
-        let mut rows = st.query(params_from_iter(w.args))?;
-        while let Some(r) = rows.next()? {
-            let key = (r.get(0)?, r.get(1)?, r.get(2)?);
-            *counts.entry(key).or_default() += r.get::<_, i64>(3)?.max(0) as u64;
-        }
+    if runs.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(counts
-        .into_iter()
-        .map(
-            |((honeypot, protocol, destination_port), count)| SourceGroupCount {
-                source_ip: ip,
-                honeypot,
-                protocol,
-                destination_port,
-                count,
-            },
-        )
-        .collect())
+    let mut w = session_where(&f, Scope::All, None);
+    w.and(&runs::in_list(runs), []);
+    if !q.exclude_protocols.is_empty() {
+        let marks = vec!["?"; q.exclude_protocols.len()].join(", ");
+        w.and(
+            &format!("(protocol IS NULL OR protocol NOT IN ({marks}))"),
+            q.exclude_protocols.iter().map(|p| text(p)),
+        );
+    }
+    // INDEXED BY: with a honeypot or port filter the planner may otherwise pick that
+    // index and read all of its sessions in the window once per probed address.
+    let sql = format!(
+        "SELECT {cols}, COUNT(*) FROM {SOURCE_INDEX}{} GROUP BY 1, 2, 3",
+        w.sql
+    );
+    let mut st = c.prepare(&sql)?;
+    let mut rows = st.query(params_from_iter(w.args))?;
+    let mut counts = Vec::new();
+    while let Some(r) = rows.next()? {
+        counts.push(SourceGroupCount {
+            source_ip: ip,
+            honeypot: r.get(0)?,
+            protocol: r.get(1)?,
+            destination_port: r.get(2)?,
+            count: r.get::<_, i64>(3)?.max(0) as u64,
+        });
+    }
+    Ok(counts)
 }
 
 /// Keyset condition and order shared by the side-record listings.

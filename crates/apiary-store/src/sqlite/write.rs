@@ -13,6 +13,7 @@ use rusqlite::{params, CachedStatement, Connection, OptionalExtension, Transacti
 
 use super::conv::{ip_key, json_err};
 use super::credential_terms;
+use super::runs;
 use super::window;
 use crate::hours::{hour_of, us};
 use crate::rollups::{origin_of, Dims, Rollups};
@@ -207,6 +208,8 @@ struct Writer<'c> {
     side: u64,
     /// Ids of the sessions inserted, in order.
     session_ids: Vec<i64>,
+    /// Time spans of the runs the inserted sessions fall in.
+    runs: runs::Spans,
 }
 
 /// Where the records of one raw message come from.
@@ -241,6 +244,7 @@ impl<'c> Writer<'c> {
             credentials: 0,
             side: 0,
             session_ids: Vec::new(),
+            runs: runs::Spans::default(),
         })
     }
 
@@ -292,6 +296,7 @@ impl<'c> Writer<'c> {
         ])?;
         self.sessions += 1;
         self.session_ids.push(id);
+        self.runs.add(id, ts);
         for (seq, cr) in s.details.credentials.iter().enumerate() {
             self.credential
                 .execute(params![id, seq as i64, ts, cr.username, cr.password])?;
@@ -380,8 +385,10 @@ impl<'c> Writer<'c> {
             sessions,
             credentials,
             side,
+            runs,
             ..
         } = self;
+        runs.save(c)?;
         if !rollups.is_empty() {
             c.prepare_cached("INSERT INTO rollup_log (deltas) VALUES (?1)")?
                 .execute([rollups.encode()])?;
@@ -645,6 +652,11 @@ pub(super) fn prune_sessions(
     let sessions = tx.execute(
         &format!("DELETE FROM sessions WHERE id IN ({oldest})"),
         params![us(t), limit as i64],
+    )?;
+    runs::forget_empty(
+        &tx,
+        "SELECT run FROM session_runs WHERE min_ts < ?1",
+        params![us(t)],
     )?;
     tx.execute(BUMP_COUNTER, params!["sessions", -(sessions as i64)])?;
     tx.execute(BUMP_COUNTER, params!["credentials", -(creds as i64)])?;

@@ -1,0 +1,287 @@
+//! SQLite's source-address and ASN indexes are led by the run of the session id
+//! (`id >> 16`) and read run by run, newest time span first. Runs' spans overlap when
+//! events arrive late, so every reader must stay exact: the paged listing by address,
+//! network or ASN (with time bounds and a credential), attacker stats and top attackers;
+//! after migrations 0014 and 0015 on stored sessions; and after retention, which forgets
+//! runs left empty.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use apiary_model::Session;
+use apiary_store::{open, SessionFilter, SourceGrouping, Store, TopSourcesQuery};
+use chrono::{DateTime, Duration, Utc};
+use ipnet::IpNet;
+use rusqlite::Connection;
+
+mod common;
+use common::*;
+
+async fn open_file(db: &Path) -> Arc<dyn Store> {
+    open(&format!("sqlite://{}", db.display())).await.unwrap()
+}
+
+fn conn(db: &Path) -> Connection {
+    let c = Connection::open(db).unwrap();
+    c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    c
+}
+
+/// The stored runs and their spans.
+fn runs(db: &Path) -> Vec<(i64, i64, i64)> {
+    conn(db)
+        .prepare("SELECT run, min_ts, max_ts FROM session_runs ORDER BY run")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+}
+
+/// The runs' spans computed from the sessions matching `cond`.
+fn spans_from_sessions(db: &Path, cond: &str) -> Vec<(i64, i64, i64)> {
+    conn(db)
+        .prepare(&format!(
+            "SELECT id >> 16, MIN(ts), MAX(ts) FROM sessions WHERE {cond} GROUP BY 1 ORDER BY 1"
+        ))
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+}
+
+/// Stores `parts` so that each starts a new run: a placeholder session (no source, so
+/// no address query sees it) takes the id just below the next run, and the store's next
+/// insert continues from there. Every part spans the same hours, so runs overlap in time.
+async fn store_in_runs(store: &Arc<dyn Store>, db: &Path, parts: &[Vec<Session>]) -> Vec<Session> {
+    let mut stored = Vec::new();
+    for (k, part) in parts.iter().enumerate() {
+        if k > 0 {
+            conn(db)
+                .execute(
+                    "INSERT INTO sessions (id, ts, honeypot, channel, sensor) \
+                     VALUES (?1, 0, 'placeholder', 'placeholder', 'placeholder')",
+                    [((k as i64) << 16) - 1],
+                )
+                .unwrap();
+        }
+        for chunk in part.chunks(40) {
+            let r = store.insert_batch(items_for(chunk)).await.unwrap();
+            for (s, raw_id) in chunk.iter().zip(&r.raw_ids) {
+                let mut s = s.clone();
+                s.raw_id = Some(*raw_id);
+                stored.push(s);
+            }
+        }
+    }
+    // Learn the session ids (one session per raw message).
+    let ids: BTreeMap<i64, i64> = conn(db)
+        .prepare("SELECT raw_id, id FROM sessions WHERE raw_id IS NOT NULL")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    for s in &mut stored {
+        s.id = Some(ids[&s.raw_id.unwrap()]);
+    }
+    stored
+}
+
+fn ids(sessions: &[Session]) -> Vec<i64> {
+    sessions.iter().map(|s| s.id.unwrap()).collect()
+}
+
+/// `since` and `until`.
+type Window = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// Listing by address, network or ASN, paged, with and without time bounds and
+/// credentials, against the same filter applied to what was stored.
+async fn check_listings(store: &Arc<dyn Store>, stored: &[Session]) {
+    let t = |h: i64| base() + Duration::hours(h);
+    let mut narrowing: Vec<SessionFilter> = SOURCES
+        .iter()
+        .map(|s| s.parse::<IpAddr>().unwrap().into())
+        .chain([
+            "198.51.100.0/23".parse().unwrap(),
+            "2001:db8::/64".parse().unwrap(),
+        ])
+        .map(|net: IpNet| SessionFilter {
+            source: Some(net),
+            ..SessionFilter::default()
+        })
+        .collect();
+    for asn in [4134, 3320, 14618] {
+        narrowing.push(SessionFilter {
+            asn: Some(asn),
+            ..SessionFilter::default()
+        });
+    }
+    narrowing.push(SessionFilter {
+        source: Some("198.51.100.0/23".parse().unwrap()),
+        asn: Some(3320),
+        ..SessionFilter::default()
+    });
+    let windows: [Window; 3] = [(None, None), (Some(t(5)), Some(t(17))), (Some(t(20)), None)];
+    for base_filter in &narrowing {
+        for (since, until) in windows {
+            for credential in [None, Some("root")] {
+                let filter = SessionFilter {
+                    since,
+                    until,
+                    credential: credential.map(str::to_owned),
+                    ..base_filter.clone()
+                };
+                let mut want: Vec<Session> = stored
+                    .iter()
+                    .filter(|s| {
+                        filter
+                            .source
+                            .is_none_or(|net| net.contains(&s.source_ip.unwrap()))
+                    })
+                    .filter(|s| {
+                        filter
+                            .asn
+                            .is_none_or(|a| s.source_geo.as_ref().and_then(|g| g.asn) == Some(a))
+                    })
+                    .filter(|s| since.is_none_or(|t| s.timestamp >= t))
+                    .filter(|s| until.is_none_or(|t| s.timestamp < t))
+                    .filter(|s| {
+                        credential.is_none_or(|c| {
+                            s.details
+                                .credentials
+                                .iter()
+                                .any(|x| x.username == c || x.password == c)
+                        })
+                    })
+                    .cloned()
+                    .collect();
+                newest_first(&mut want);
+                for page in [7, 1000] {
+                    let found = all_sessions(store, filter.clone(), page).await;
+                    assert_eq!(ids(&found), ids(&want), "{filter:?}, pages of {page}");
+                }
+            }
+        }
+    }
+}
+
+async fn check_stats(store: &Arc<dyn Store>, stored: &[Session]) {
+    for ip in SOURCES {
+        let ip: IpAddr = ip.parse().unwrap();
+        for since in [None, Some(base() + Duration::hours(12))] {
+            let mine: Vec<&Session> = stored
+                .iter()
+                .filter(|s| s.source_ip == Some(ip))
+                .filter(|s| since.is_none_or(|t| s.timestamp >= t))
+                .collect();
+            let stats = store.attacker_stats(ip, since).await.unwrap();
+            assert_eq!(stats.count, mine.len() as u64, "{ip} since {since:?}");
+            assert_eq!(stats.first_seen, mine.iter().map(|s| s.timestamp).min());
+            assert_eq!(stats.last_seen, mine.iter().map(|s| s.timestamp).max());
+            let mut ports: Vec<u16> = mine.iter().filter_map(|s| s.destination_port).collect();
+            ports.sort();
+            ports.dedup();
+            assert_eq!(stats.ports, ports);
+            let tried: u64 = stats.credentials.iter().map(|(_, n)| n).sum();
+            let want: usize = mine.iter().map(|s| s.details.credentials.len()).sum();
+            assert_eq!(tried, want as u64, "{ip}: credentials");
+        }
+    }
+}
+
+async fn check_top_sources(store: &Arc<dyn Store>, stored: &[Session]) {
+    let since = base();
+    let until = base() + Duration::hours(24);
+    let got = store
+        .top_sources(TopSourcesQuery {
+            filter: SessionFilter {
+                since: Some(since),
+                until: Some(until),
+                ..SessionFilter::default()
+            },
+            grouping: SourceGrouping::Honeypot,
+            exclude_protocols: Vec::new(),
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    let mut want: BTreeMap<(IpAddr, String), u64> = BTreeMap::new();
+    for s in stored
+        .iter()
+        .filter(|s| s.timestamp >= since && s.timestamp < until)
+    {
+        *want
+            .entry((s.source_ip.unwrap(), s.honeypot.clone()))
+            .or_default() += 1;
+    }
+    let got: BTreeMap<(IpAddr, String), u64> = got
+        .rows
+        .iter()
+        .map(|r| ((r.source_ip, r.honeypot.clone()), r.count))
+        .collect();
+    assert_eq!(got, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_are_exact_across_overlapping_runs_migration_and_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let store = open_file(&db).await;
+    // Four runs, each spread over the same 24 hours: late events everywhere.
+    let parts: Vec<Vec<Session>> = (0..4).map(|k| gen_sessions(40 + k, 150, 24)).collect();
+    let stored = store_in_runs(&store, &db, &parts).await;
+    assert_eq!(runs(&db).len(), 4);
+    assert_eq!(
+        runs(&db),
+        spans_from_sessions(&db, "honeypot <> 'placeholder'")
+    );
+    check_listings(&store, &stored).await;
+    check_stats(&store, &stored).await;
+    check_top_sources(&store, &stored).await;
+    store.close().await;
+
+    // Back to the schema before migration 0014: they rebuild the indexes and the spans.
+    conn(&db)
+        .execute_batch(
+            "DROP INDEX sessions_source_run;
+             DROP INDEX sessions_asn_run;
+             DROP TABLE session_runs;
+             CREATE INDEX sessions_source_day ON sessions (ts / 86400000000, source_key, ts,
+                 honeypot, protocol, destination_port, sensor);
+             CREATE INDEX sessions_asn ON sessions (asn, ts);
+             DELETE FROM schema_migrations WHERE version IN (14, 15);",
+        )
+        .unwrap();
+    let store = open_file(&db).await;
+    assert_eq!(runs(&db), spans_from_sessions(&db, "true"));
+    check_listings(&store, &stored).await;
+    check_stats(&store, &stored).await;
+
+    // Retention: drop the placeholders, then everything before hour 12. Runs keep
+    // their (now wider) spans while they hold a session.
+    conn(&db)
+        .execute("DELETE FROM sessions WHERE honeypot = 'placeholder'", [])
+        .unwrap();
+    let cut = base() + Duration::hours(12);
+    store.prune(None, Some(cut), 50).await.unwrap();
+    let kept: Vec<Session> = stored
+        .iter()
+        .filter(|s| s.timestamp >= cut)
+        .cloned()
+        .collect();
+    assert_eq!(runs(&db).len(), 4);
+    check_listings(&store, &kept).await;
+    check_stats(&store, &kept).await;
+    // All of them: the runs are forgotten.
+    store
+        .prune(None, Some(base() + Duration::hours(48)), 50)
+        .await
+        .unwrap();
+    assert_eq!(runs(&db), Vec::new());
+    check_listings(&store, &[]).await;
+    store.close().await;
+}
