@@ -64,8 +64,8 @@ pub(super) fn overlapping(
     Ok(runs)
 }
 
-/// Condition on `sessions`: its run is one of `runs`. A literal list: SQLite searches an
-/// expression index for `IN (constants)` but scans all of it for `IN (SELECT ...)`.
+/// Condition on `sessions`: its run is one of `runs`. A literal list: given
+/// `IN (SELECT run FROM session_runs ...)` SQLite's planner scans the whole index.
 pub(super) fn in_list(runs: &[Run]) -> String {
     if runs.is_empty() {
         return "0".into();
