@@ -27,7 +27,7 @@ use apiary_model::{Credential, GeoInfo, IdsAlert, Normalized, RawEvent, Session,
 use apiary_store::{
     Dimension, IngestItem, Page, SessionFilter, SourceGrouping, Store, TopSourcesQuery,
 };
-use apiary_testdata::timing::{time_dashboard_queries, time_query};
+use apiary_testdata::timing::{time_address_queries, time_dashboard_queries, time_query};
 use apiary_testdata::{reference, Rng};
 use bytes::Bytes;
 use chrono::{DateTime, Duration, DurationRound, Utc};
@@ -293,35 +293,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Dimension::Signature,
     ];
     time_dashboard_queries(&*store, since, now, 5, &dimensions).await;
-    let top_ip = store.top(Dimension::SourceIp, since, now, 1).await?;
-    if let Some((ip, _)) = top_ip.first() {
-        let ip: IpAddr = ip.parse()?;
-        time_query("sessions by top source ip (50)", 5, || {
-            store.sessions(
-                SessionFilter {
-                    source: Some(ip.into()),
-                    ..Default::default()
-                },
-                Page::first(50),
-            )
-        })
-        .await;
-        time_query("sessions by /16 (50)", 5, || {
-            let net = ipnet::IpNet::new(ip, 16).map(|n| n.trunc()).ok();
-            store.sessions(
-                SessionFilter {
-                    source: net,
-                    ..Default::default()
-                },
-                Page::first(50),
-            )
-        })
-        .await;
-        time_query("attacker_stats top ip (30 d)", 3, || {
-            store.attacker_stats(ip, None)
-        })
-        .await;
-    }
+    time_address_queries(&*store, since, now, 5).await;
     time_query("sessions credential=user0 (50)", 5, || {
         store.sessions(
             SessionFilter {

@@ -73,8 +73,8 @@ pub async fn time_dashboard_queries(
 }
 
 /// Times what an analyst asks about the busiest source address of `since..until`: its
-/// attacker profile (all time and over the range), its newest sessions, and the top
-/// attackers by honeypot over the range; `runs` runs each.
+/// attacker profile (all time and over the range), its newest sessions and those of its
+/// /16, and the top attackers by honeypot over the range; `runs` runs each.
 pub async fn time_address_queries(
     store: &dyn Store,
     since: DateTime<Utc>,
@@ -108,6 +108,16 @@ pub async fn time_address_queries(
         store.sessions(
             SessionFilter {
                 source: Some(ip.into()),
+                ..Default::default()
+            },
+            Page::first(50),
+        )
+    })
+    .await;
+    time_query("sessions of its /16, first page (50)", runs, || {
+        store.sessions(
+            SessionFilter {
+                source: ipnet::IpNet::new(ip, 16).map(|n| n.trunc()).ok(),
                 ..Default::default()
             },
             Page::first(50),
