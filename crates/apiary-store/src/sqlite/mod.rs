@@ -74,6 +74,12 @@ const WRITER_AUTOCHECKPOINT: u32 = 65_536;
 /// copy; the OS page cache is shared by every connection).
 const MMAP_SIZE: i64 = 4 * 1024 * 1024 * 1024;
 
+/// Page size of new database files (SQLite's default is 4096; an existing file keeps its
+/// own). Fewer, larger pages make every B-tree shallower and cheaper to search: 74.6-74.9
+/// -> 66.5-66.7 µs of CPU per ingested event on an empty database (8 KiB 70.0, 32 KiB
+/// 68.2, 64 KiB 70.3: larger pages cost more to write than they save).
+pub(crate) const PAGE_SIZE: u32 = 16_384;
+
 /// Bytes the WAL file is truncated to when it restarts.
 const WAL_SIZE_LIMIT: i64 = 256 * 1024 * 1024;
 
@@ -228,6 +234,8 @@ fn open_writer(path: Option<&Path>) -> Result<Connection> {
     };
     conn.busy_timeout(BUSY_TIMEOUT)?;
     if path.is_some() {
+        // Only takes effect while the file is empty: before WAL mode writes its header.
+        conn.pragma_update(None, "page_size", PAGE_SIZE)?;
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Other(format!(
@@ -236,9 +244,9 @@ fn open_writer(path: Option<&Path>) -> Result<Connection> {
         }
     }
     // NORMAL under WAL: a power cut may lose the last transactions, never corrupt.
-    // The 256 MiB page cache keeps the hot end of every session index and the pages the
-    // source-address index touches at random in memory; memory-mapped reads make the
-    // misses cheap.
+    // The 256 MiB page cache keeps the hot end of every session index (for the run-led
+    // source and ASN indexes, the newest run's part) in memory; memory-mapped reads make
+    // the misses cheap.
     conn.execute_batch(
         "PRAGMA synchronous = NORMAL;
          PRAGMA foreign_keys = ON;
