@@ -65,10 +65,10 @@ const STATEMENT_CACHE: usize = 64;
 /// How often the checkpoint thread copies the WAL back into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(1000);
 
-/// WAL pages after which the writer checkpoints itself (~256 MiB): only a backstop. A
-/// 64 MiB mark made the writer checkpoint inline under sustained ingest and cost a third
-/// of the throughput (benches/ingest.rs).
-const WRITER_AUTOCHECKPOINT: u32 = 65_536;
+/// WAL bytes after which the writer checkpoints itself: only a backstop. A 64 MiB mark
+/// made the writer checkpoint inline under sustained ingest and cost a third of the
+/// throughput (benches/ingest.rs).
+const WRITER_AUTOCHECKPOINT: u64 = 256 * 1024 * 1024;
 
 /// Bytes of the database file each connection maps into memory (reads skip the read(2)
 /// copy; the OS page cache is shared by every connection).
@@ -257,12 +257,20 @@ fn open_writer(path: Option<&Path>) -> Result<Connection> {
         conn.pragma_update(None, "mmap_size", MMAP_SIZE)?;
     }
     if path.is_some() {
-        conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT)?;
+        set_autocheckpoint(&conn, WRITER_AUTOCHECKPOINT)?;
         // Shrink the WAL file back after a reset so a burst does not keep its disk space.
         conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     }
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
+}
+
+/// Sets the WAL auto-checkpoint mark (counted in pages) to about `bytes` of WAL for the
+/// file's page size.
+pub(crate) fn set_autocheckpoint(conn: &Connection, bytes: u64) -> Result<()> {
+    let page: u64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    conn.pragma_update(None, "wal_autocheckpoint", bytes / page.max(512))?;
+    Ok(())
 }
 
 fn open_reader(path: &Path) -> Result<Connection> {

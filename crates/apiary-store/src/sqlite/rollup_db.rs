@@ -63,9 +63,9 @@ const SCHEMA: &str = "
 const APPLIED: &str = "applied_log_id";
 const BELONGS_TO: &str = "database_id";
 
-/// WAL pages after which the roll-up writer checkpoints inline; the checkpoint thread
+/// WAL bytes after which the roll-up writer checkpoints inline; the checkpoint thread
 /// normally does it first.
-const AUTOCHECKPOINT: u32 = 16_384;
+const AUTOCHECKPOINT: u64 = 64 * 1024 * 1024;
 
 /// The roll-up file beside the database at `main`.
 pub(super) fn path_for(main: &Path) -> PathBuf {
@@ -132,7 +132,7 @@ pub(super) fn open_writer(main: &Path) -> Result<Connection> {
     }
     conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -131072;")?;
     conn.pragma_update(None, "mmap_size", super::MMAP_SIZE)?;
-    conn.pragma_update(None, "wal_autocheckpoint", AUTOCHECKPOINT)?;
+    super::set_autocheckpoint(&conn, AUTOCHECKPOINT)?;
     conn.pragma_update(None, "journal_size_limit", super::WAL_SIZE_LIMIT)?;
     conn.set_prepared_statement_cache_capacity(super::STATEMENT_CACHE);
     conn.execute(
