@@ -186,6 +186,14 @@ async fn check_stats(store: &Arc<dyn Store>, stored: &[Session]) {
             ports.sort();
             ports.dedup();
             assert_eq!(stats.ports, ports);
+            let sorted = |f: fn(&Session) -> String| {
+                let mut v: Vec<String> = mine.iter().map(|s| f(s)).collect();
+                v.sort();
+                v.dedup();
+                v
+            };
+            assert_eq!(stats.honeypots, sorted(|s| s.honeypot.clone()));
+            assert_eq!(stats.sensors, sorted(|s| s.sensor.clone()));
             let tried: u64 = stats.credentials.iter().map(|(_, n)| n).sum();
             let want: usize = mine.iter().map(|s| s.details.credentials.len()).sum();
             assert_eq!(tried, want as u64, "{ip}: credentials");

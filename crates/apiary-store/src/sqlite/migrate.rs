@@ -167,7 +167,10 @@ mod tests {
             format!("SELECT COUNT(*), MIN(ts), MAX(ts) FROM sessions WHERE {scope}"),
             format!("SELECT DISTINCT sensor FROM sessions WHERE {scope} ORDER BY 1"),
             format!("SELECT DISTINCT destination_port FROM sessions WHERE {scope} ORDER BY 1"),
-            format!("SELECT COUNT(*), MIN(ts), MAX(ts) FROM {index} WHERE {since}"),
+            format!(
+                "SELECT destination_port, honeypot, sensor, COUNT(*), MIN(ts), MAX(ts)
+                 FROM {index} WHERE {since} GROUP BY 1, 2, 3"
+            ),
         ] {
             let plan = plan(&conn, &q);
             assert!(

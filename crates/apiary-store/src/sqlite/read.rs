@@ -1,7 +1,7 @@
 //! The read path. Every listing is a keyset page over an index; dashboard figures come
 //! from the hourly roll-ups.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use apiary_model::{Credential, FileRecord, P0fMetadata, RawEvent, Session};
@@ -584,39 +584,40 @@ pub(super) fn attacker_stats(
         "{} AND sessions.source_key = ?1 AND sessions.ts >= ?2",
         runs::in_list(&runs)
     );
-    let (count, first, last): (i64, Option<i64>, Option<i64>) = c
-        .prepare(&format!(
-            "SELECT COUNT(*), MIN(ts), MAX(ts) FROM {SOURCE_INDEX} WHERE {scope}"
-        ))?
-        .query_row(params![key, since], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?;
+    // Count, span, ports, honeypots and sensors in one pass over the index entries
+    // (every pass probes each run once): a handful of groups, folded here.
     let mut stats = AttackerStats {
         ip: Some(ip),
-        count: count as u64,
-        first_seen: first.map(from_us),
-        last_seen: last.map(from_us),
         ..AttackerStats::default()
     };
-    if count == 0 {
-        return Ok(stats);
+    let (mut ports, mut honeypots, mut sensors) =
+        (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+    let mut span: Option<(i64, i64)> = None;
+    {
+        let mut st = c.prepare(&format!(
+            "SELECT destination_port, honeypot, sensor, COUNT(*), MIN(ts), MAX(ts)
+             FROM {SOURCE_INDEX} WHERE {scope} GROUP BY 1, 2, 3"
+        ))?;
+        let mut rows = st.query(params![key, since])?;
+        while let Some(r) = rows.next()? {
+            if let Some(port) = r.get::<_, Option<u16>>(0)? {
+                ports.insert(port);
+            }
+            honeypots.insert(r.get::<_, String>(1)?);
+            sensors.insert(r.get::<_, String>(2)?);
+            stats.count += r.get::<_, i64>(3)?.max(0) as u64;
+            let (lo, hi): (i64, i64) = (r.get(4)?, r.get(5)?);
+            span = Some(span.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+        }
     }
-    stats.ports = c
-        .prepare(&format!(
-            "SELECT DISTINCT destination_port FROM {SOURCE_INDEX}
-             WHERE {scope} AND destination_port IS NOT NULL ORDER BY 1"
-        ))?
-        .query_map(params![key, since], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    let distinct = |col: &str| -> Result<Vec<String>> {
-        Ok(c.prepare(&format!(
-            "SELECT DISTINCT {col} FROM {SOURCE_INDEX} WHERE {scope} ORDER BY 1"
-        ))?
-        .query_map(params![key, since], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?)
+    let Some((first, last)) = span else {
+        return Ok(stats);
     };
-    stats.honeypots = distinct("honeypot")?;
-    stats.sensors = distinct("sensor")?;
+    stats.first_seen = Some(from_us(first));
+    stats.last_seen = Some(from_us(last));
+    stats.ports = ports.into_iter().collect();
+    stats.honeypots = honeypots.into_iter().collect();
+    stats.sensors = sensors.into_iter().collect();
     stats.credentials = c
         .prepare(&format!(
             "SELECT c.username, c.password, COUNT(*) AS n
