@@ -562,7 +562,7 @@ pub(super) fn total_sessions(
 const SOURCE_INDEX: &str = "sessions INDEXED BY sessions_source_run";
 
 /// Distinct values listed for one attacker.
-const STATS_LIST: i64 = 100;
+const STATS_LIST: usize = 100;
 
 pub(super) fn attacker_stats(
     c: &Connection,
@@ -635,16 +635,38 @@ pub(super) fn attacker_stats(
             ))
         })?
         .collect::<rusqlite::Result<_>>()?;
-    let from_details = |path: &str| -> Result<Vec<String>> {
-        Ok(c.prepare(&format!(
-            "SELECT DISTINCT j.value FROM {SOURCE_INDEX}, json_each(sessions.details, '{path}') j
-             WHERE {scope} ORDER BY 1 LIMIT {STATS_LIST}"
-        ))?
-        .query_map(params![key, since], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?)
-    };
-    stats.urls = from_details("$.urls")?;
-    stats.commands = from_details("$.commands")?;
+    // URLs and commands in one pass over the session rows (the other passes read index
+    // entries and credentials only); the first STATS_LIST of each in text order.
+    let (mut urls, mut commands) = (BTreeSet::new(), BTreeSet::new());
+    {
+        let mut st = c.prepare(&format!(
+            "SELECT json_extract(details, '$.urls'), json_extract(details, '$.commands')
+             FROM {SOURCE_INDEX} WHERE {scope}
+             AND (instr(details, '\"urls\":') > 0 OR instr(details, '\"commands\":') > 0)"
+        ))?;
+        let mut rows = st.query(params![key, since])?;
+        while let Some(r) = rows.next()? {
+            for (i, set) in [(0, &mut urls), (1, &mut commands)] {
+                let Some(list) = r.get::<_, Option<String>>(i)? else {
+                    continue;
+                };
+                // Stored by our own serializer: arrays of strings; anything else is skipped.
+                let values: Vec<serde_json::Value> =
+                    serde_json::from_str(&list).unwrap_or_default();
+                for v in values.into_iter().filter_map(|v| match v {
+                    serde_json::Value::String(s) => Some(s),
+                    _ => None,
+                }) {
+                    set.insert(v);
+                    if set.len() > STATS_LIST {
+                        set.pop_last();
+                    }
+                }
+            }
+        }
+    }
+    stats.urls = urls.into_iter().collect();
+    stats.commands = commands.into_iter().collect();
     Ok(stats)
 }
 
