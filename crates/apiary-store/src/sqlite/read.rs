@@ -55,7 +55,8 @@ fn int(v: i64) -> Value {
 /// The part of a day- or run-led index one query reads.
 #[derive(Clone, Copy)]
 enum Scope {
-    /// No restriction: the filter has neither a source address nor a credential.
+    /// No day or run (a listing with neither an address, an ASN nor a credential, or a
+    /// caller that adds its own run list); a credential is checked per session.
     All,
     /// One day of the credential terms (required with a credential but no source).
     Day(i64),
