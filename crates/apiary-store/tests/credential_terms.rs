@@ -117,25 +117,19 @@ async fn migration_builds_the_terms_of_stored_credentials() {
     store.close().await;
 
     // Back to the schema before migration 0013 (and 0014-0015 after it), credentials kept.
-    Connection::open(&db)
-        .unwrap()
-        .execute_batch(
-            "DROP INDEX sessions_source_run;
-             DROP INDEX sessions_asn_run;
-             DROP TABLE session_runs;
-             CREATE INDEX sessions_source_day ON sessions (ts / 86400000000, source_key, ts,
-                 honeypot, protocol, destination_port, sensor);
-             CREATE INDEX sessions_asn ON sessions (asn, ts);
-             DELETE FROM schema_migrations WHERE version IN (14, 15);
-             DROP TABLE credential_terms;
-             DROP TABLE credential_terms_state;
-             CREATE INDEX credentials_username_day ON credentials
-                 (ts / 86400000000, username, session_id);
-             CREATE INDEX credentials_password_day ON credentials
-                 (ts / 86400000000, password, session_id);
-             DELETE FROM schema_migrations WHERE version = 13;",
-        )
-        .unwrap();
+    let conn = Connection::open(&db).unwrap();
+    conn.execute_batch(BEFORE_RUN_INDEXES).unwrap();
+    conn.execute_batch(
+        "DROP TABLE credential_terms;
+         DROP TABLE credential_terms_state;
+         CREATE INDEX credentials_username_day ON credentials
+             (ts / 86400000000, username, session_id);
+         CREATE INDEX credentials_password_day ON credentials
+             (ts / 86400000000, password, session_id);
+         DELETE FROM schema_migrations WHERE version = 13;",
+    )
+    .unwrap();
+    drop(conn);
 
     // Fewer sessions than one merge: left to ingest, searched in credentials.
     let store = open_file(&db).await;

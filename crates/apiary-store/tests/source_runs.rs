@@ -253,17 +253,7 @@ async fn readers_are_exact_across_overlapping_runs_migration_and_retention() {
     store.close().await;
 
     // Back to the schema before migration 0014: they rebuild the indexes and the spans.
-    conn(&db)
-        .execute_batch(
-            "DROP INDEX sessions_source_run;
-             DROP INDEX sessions_asn_run;
-             DROP TABLE session_runs;
-             CREATE INDEX sessions_source_day ON sessions (ts / 86400000000, source_key, ts,
-                 honeypot, protocol, destination_port, sensor);
-             CREATE INDEX sessions_asn ON sessions (asn, ts);
-             DELETE FROM schema_migrations WHERE version IN (14, 15);",
-        )
-        .unwrap();
+    conn(&db).execute_batch(BEFORE_RUN_INDEXES).unwrap();
     let store = open_file(&db).await;
     assert_eq!(runs(&db), spans_from_sessions(&db, "true"));
     check_listings(&store, &stored).await;

@@ -272,3 +272,13 @@ pub async fn all_sessions(
 pub fn newest_first(sessions: &mut [Session]) {
     sessions.sort_by_key(|s| std::cmp::Reverse((s.timestamp, s.id)));
 }
+
+/// SQL that takes a SQLite database back to the schema before migrations 0014 and 0015
+/// (day-led source index, ASN-led ASN index, no run spans); the next open re-applies them.
+pub const BEFORE_RUN_INDEXES: &str = "DROP INDEX sessions_source_run;
+    DROP INDEX sessions_asn_run;
+    DROP TABLE session_runs;
+    CREATE INDEX sessions_source_day ON sessions (ts / 86400000000, source_key, ts,
+        honeypot, protocol, destination_port, sensor);
+    CREATE INDEX sessions_asn ON sessions (asn, ts);
+    DELETE FROM schema_migrations WHERE version IN (14, 15);";
