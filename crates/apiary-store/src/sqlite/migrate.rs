@@ -1,6 +1,8 @@
 //! Versioned migrations: `migrations/sqlite/NNNN_name.sql`, embedded, each applied once
 //! in its own transaction and recorded in `schema_migrations`.
 
+use std::time::{Duration, Instant};
+
 use rusqlite::{Connection, TransactionBehavior};
 
 use crate::hours::us;
@@ -86,6 +88,9 @@ const MIGRATIONS: &[Migration] = &[
     ),
 ];
 
+/// How often a long migration logs that it is still running.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
 /// Applies what is missing and returns the resulting schema version.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<u32> {
     conn.execute_batch(
@@ -112,8 +117,28 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<u32> {
             continue;
         }
         tracing::info!(version, name, "applying migration");
-        tx.execute_batch(sql)
-            .map_err(|e| schema::failed(version, name, e))?;
+        // Some migrations rebuild an index over every session (about a minute per 10M):
+        // say it is still working every 10 s.
+        let started = Instant::now();
+        let mut said = started;
+        tx.progress_handler(
+            1_000_000,
+            Some(move || {
+                if said.elapsed() >= PROGRESS_EVERY {
+                    said = Instant::now();
+                    tracing::info!(
+                        version,
+                        name,
+                        "migration still running ({} s)",
+                        started.elapsed().as_secs()
+                    );
+                }
+                false
+            }),
+        );
+        let applied = tx.execute_batch(sql);
+        tx.progress_handler(0, None::<fn() -> bool>);
+        applied.map_err(|e| schema::failed(version, name, e))?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
             rusqlite::params![version, name, us(chrono::Utc::now())],
