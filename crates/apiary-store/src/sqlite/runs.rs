@@ -20,12 +20,16 @@ use rusqlite::Connection;
 
 use crate::Result;
 
-/// The indexed run expression. Queries must spell it exactly for SQLite to use the index.
+/// Session ids per run: 2^RUN_BITS.
+const RUN_BITS: u32 = 16;
+
+/// The indexed run expression (migrations 0014, 0015). Queries must spell it exactly for
+/// SQLite to use the index.
 pub(super) const RUN: &str = "id >> 16";
 
 /// The run of a session id (as [`RUN`] computes it).
 pub(super) fn run_of(id: i64) -> i64 {
-    id >> 16
+    id >> RUN_BITS
 }
 
 /// One run and the time span of its sessions, in microseconds.
@@ -109,10 +113,28 @@ pub(super) fn forget_empty(
     c.execute(
         &format!(
             "DELETE FROM session_runs WHERE run IN ({candidates}) AND NOT EXISTS (
-                 SELECT 1 FROM sessions WHERE id >= session_runs.run << 16
-                                          AND id < (session_runs.run + 1) << 16)"
+                 SELECT 1 FROM sessions WHERE id >= session_runs.run << {RUN_BITS}
+                                          AND id < (session_runs.run + 1) << {RUN_BITS})"
         ),
         args,
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_expression_the_bits_and_the_migrations_agree() {
+        assert_eq!(RUN, format!("id >> {RUN_BITS}"));
+        for sql in [
+            include_str!("../../migrations/sqlite/0014_source_by_run.sql"),
+            include_str!("../../migrations/sqlite/0015_asn_by_run.sql"),
+        ] {
+            let index = sql.split("CREATE INDEX").nth(1).unwrap();
+            assert!(index.contains(&format!("({RUN},")), "{sql}");
+        }
+        assert_eq!(run_of((3 << RUN_BITS) + 5), 3);
+    }
 }
