@@ -27,6 +27,11 @@ pub(super) const CREDENTIAL_IN: &str = "id IN (\
     WHERE session_id > (SELECT merged FROM credential_terms_state) \
     AND ts / 86400000000 = ? AND (username = ? OR password = ?))";
 
+/// Condition on `sessions`: it tried username or password `?` (arguments: term, term),
+/// checked per session. For listings already narrowed by another index (address, ASN).
+pub(super) const HAS_CREDENTIAL: &str = "EXISTS (SELECT 1 FROM credentials c \
+    WHERE c.session_id = sessions.id AND (c.username = ? OR c.password = ?))";
+
 /// The merge state, read once per write transaction.
 #[derive(Clone, Copy)]
 pub(super) struct State {

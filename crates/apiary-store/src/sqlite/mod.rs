@@ -13,7 +13,8 @@
 //!
 //! Credential search reads a term table merged in bulk rather than per-row indexes
 //! ([`credential_terms`]): a per-row insert at a random place in a large index dirties a
-//! page per row in every commit.
+//! page per row in every commit. For the same reason the source-address and ASN indexes
+//! are led by the run of the session id ([`runs`]).
 //!
 //! WAL checkpoints (copying committed pages back into the database file) run on a
 //! dedicated thread with its own connection, in parallel with the writer; left to
@@ -233,15 +234,8 @@ fn open_writer(path: Option<&Path>) -> Result<Connection> {
         None => Connection::open_in_memory()?,
     };
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    if path.is_some() {
-        // Only takes effect while the file is empty: before WAL mode writes its header.
-        conn.pragma_update(None, "page_size", PAGE_SIZE)?;
-        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Other(format!(
-                "cannot switch the database to WAL mode (got {mode})"
-            )));
-        }
+    if let Some(p) = path {
+        start_file(&conn, p)?;
     }
     // NORMAL under WAL: a power cut may lose the last transactions, never corrupt.
     // The 256 MiB page cache keeps the hot end of every session index (for the run-led
@@ -263,6 +257,20 @@ fn open_writer(path: Option<&Path>) -> Result<Connection> {
     }
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
+}
+
+/// Gives a new file [`PAGE_SIZE`] pages (only possible while it is empty: before WAL
+/// mode writes its header) and puts the file in WAL mode.
+pub(crate) fn start_file(conn: &Connection, path: &Path) -> Result<()> {
+    conn.pragma_update(None, "page_size", PAGE_SIZE)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Other(format!(
+            "cannot switch {} to WAL mode (got {mode})",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Sets the WAL auto-checkpoint mark (counted in pages) to about `bytes` of WAL for the

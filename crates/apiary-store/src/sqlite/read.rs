@@ -11,7 +11,7 @@ use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
 use super::conv::{day_bounds, day_of, ip_key, net_range};
-use super::credential_terms::CREDENTIAL_IN;
+use super::credential_terms::{CREDENTIAL_IN, HAS_CREDENTIAL};
 use super::rows::{SessionRow, SESSION_COLS};
 use super::runs::{self, RUN};
 use crate::hours::{from_us, hour_range, us, HourSlots, HOUR_US};
@@ -64,10 +64,6 @@ enum Scope {
     /// credential is then checked per session.
     Run(i64),
 }
-
-/// Condition on `sessions`: it tried username or password `?` (arguments: term, term).
-const HAS_CREDENTIAL: &str = "EXISTS (SELECT 1 FROM credentials c \
-    WHERE c.session_id = sessions.id AND (c.username = ? OR c.password = ?))";
 
 /// The credential condition of `scope`.
 fn credential_cond(w: &mut Where, scope: Scope, s: &str) {

@@ -122,14 +122,7 @@ pub(super) fn open_writer(main: &Path) -> Result<Connection> {
         ))
     })?;
     conn.busy_timeout(super::BUSY_TIMEOUT)?;
-    conn.pragma_update(None, "page_size", super::PAGE_SIZE)?;
-    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Other(format!(
-            "cannot switch {} to WAL mode (got {mode})",
-            path.display()
-        )));
-    }
+    super::start_file(&conn, &path)?;
     conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -131072;")?;
     conn.pragma_update(None, "mmap_size", super::MMAP_SIZE)?;
     super::set_autocheckpoint(&conn, AUTOCHECKPOINT)?;
