@@ -17,7 +17,9 @@
 //!    with varied public source addresses for S seconds (default 60). Prints committed
 //!    events per second every 5 s and the sustained rate.
 //! 3. Reference: a plain rusqlite bulk insert of the same session rows into a bare table
-//!    (same columns, no indexes, no raw messages, no roll-ups, same batch size).
+//!    (same columns, no indexes, no raw messages, no roll-ups, same batch size); then the
+//!    floor of what is kept per event: each of those rows preceded by its raw message
+//!    (two bare tables, one thread).
 //! 4. Dashboard queries over the last 24 h at the final size: p50 and max of several runs.
 //!
 //! Nothing is asserted; only figures are printed.
@@ -269,21 +271,25 @@ async fn live(
     Ok(out)
 }
 
-/// Plain rusqlite: the same session rows into a bare table, same batch size.
+/// Plain rusqlite: the same session rows into a bare table, same batch size; with
+/// `with_raw`, each preceded by its raw message into a bare table (the floor of what is
+/// kept per event).
 fn reference(
     path: &std::path::Path,
     items: &[IngestItem],
     total: usize,
     batch: usize,
+    with_raw: bool,
 ) -> rusqlite::Result<StdDuration> {
     let mut conn = reference::open_reference_db(path)?;
-    let sessions: Vec<&apiary_model::Session> = items
+    let sessions: Vec<(&IngestItem, &apiary_model::Session)> = items
         .iter()
-        .filter_map(|i| i.outcome.as_ref().ok())
-        .flatten()
-        .filter_map(|n| match n {
-            Normalized::Session(s) => Some(&**s),
-            _ => None,
+        .filter_map(|i| Some((i, i.outcome.as_ref().ok()?)))
+        .flat_map(|(i, records)| {
+            records.iter().filter_map(move |n| match n {
+                Normalized::Session(s) => Some((i, &**s)),
+                _ => None,
+            })
         })
         .collect();
     let t = Instant::now();
@@ -293,8 +299,17 @@ fn reference(
         let tx = conn.transaction()?;
         {
             let mut st = reference::prepare_insert(&tx)?;
+            let mut raw = reference::prepare_insert_raw(&tx)?;
             for i in done..done + n {
-                reference::insert_session(&mut st, sessions[i % sessions.len()], i as i64)?;
+                let (item, s) = sessions[i % sessions.len()];
+                let raw_id = if with_raw {
+                    let r = &item.raw;
+                    let at = r.received_at.timestamp_micros();
+                    reference::insert_raw(&mut raw, &r.channel, &r.ident, at, &r.payload)?
+                } else {
+                    i as i64
+                };
+                reference::insert_session(&mut st, s, raw_id)?;
             }
         }
         tx.commit()?;
@@ -399,23 +414,35 @@ async fn main() -> Result<(), BoxError> {
         })
         .collect();
     let n_ref = (result.committed as usize).clamp(100_000, 5_000_000);
-    let ref_db = dir.join("reference.db");
-    // A reference left in --dir by an earlier run would make the bare table exist already.
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", ref_db.display()));
+    let items = Arc::new(items);
+    let mut rates = [0.0; 2];
+    for (with_raw, rate_out) in [false, true].into_iter().zip(&mut rates) {
+        let ref_db = dir.join("reference.db");
+        // A reference left in --dir by an earlier run would make the bare tables exist.
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", ref_db.display()));
+        }
+        let (batch, items) = (a.batch, items.clone());
+        let ref_time =
+            tokio::task::spawn_blocking(move || reference(&ref_db, &items, n_ref, batch, with_raw))
+                .await??;
+        *rate_out = rate(n_ref as u64, ref_time);
     }
-    let batch = a.batch;
-    let ref_time =
-        tokio::task::spawn_blocking(move || reference(&ref_db, &items, n_ref, batch)).await??;
-    let ref_rate = rate(n_ref as u64, ref_time);
+    let [ref_rate, floor_rate] = rates;
     println!(
         "reference: plain rusqlite bulk insert of {n_ref} of the same session rows (bare table, \
-         batch {batch}): {ref_rate:.0} rows/s; load average {}",
+         batch {}): {ref_rate:.0} rows/s; load average {}",
+        a.batch,
         load_average()
     );
     println!(
-        "ratio end-to-end / reference: {:.2}",
-        result.sustained / ref_rate
+        "floor: each session row preceded by its raw message (two bare tables, no index, one \
+         thread): {floor_rate:.0} events/s"
+    );
+    println!(
+        "ratio end-to-end / reference: {:.2}; end-to-end / floor: {:.2}",
+        result.sustained / ref_rate,
+        result.sustained / floor_rate
     );
 
     // 4. Queries over the last 24 h at this size.

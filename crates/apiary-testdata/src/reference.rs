@@ -1,6 +1,9 @@
 //! The benchmarks' plain-SQLite reference: the same session rows as the store writes, into
 //! a bare `sessions` table (no indexes, no raw table, no roll-ups), so a figure for the
 //! store can be set beside what SQLite alone does with the same columns.
+//!
+//! A bare `raw_messages` table beside it gives the floor of what the issue asks to keep
+//! per event (the raw message and its session), also without any index.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -19,9 +22,30 @@ pub fn open_reference_db(path: &Path) -> rusqlite::Result<Connection> {
              protocol TEXT, honeypot TEXT, channel TEXT, sensor TEXT, internal INTEGER,
              country_code TEXT, country TEXT, city TEXT, latitude REAL, longitude REAL,
              asn INTEGER, as_org TEXT, destination_geo TEXT, signature TEXT, raw_id INTEGER,
-             details TEXT);",
+             details TEXT);
+         CREATE TABLE raw_messages (id INTEGER PRIMARY KEY, channel TEXT, ident TEXT,
+             received_at INTEGER, payload BLOB, status TEXT, error TEXT);",
     )?;
     Ok(conn)
+}
+
+/// Prepares the insert of one raw message row (the store's columns).
+pub fn prepare_insert_raw<'c>(conn: &'c Connection) -> rusqlite::Result<CachedStatement<'c>> {
+    conn.prepare_cached(
+        "INSERT INTO raw_messages (channel, ident, received_at, payload, status, error)
+         VALUES (?1, ?2, ?3, ?4, 'normalized', NULL)",
+    )
+}
+
+/// Inserts one raw message; returns its id (the session's `raw_id`).
+pub fn insert_raw(
+    st: &mut CachedStatement<'_>,
+    channel: &str,
+    ident: &str,
+    received_at: i64,
+    payload: &[u8],
+) -> rusqlite::Result<i64> {
+    st.insert(rusqlite::params![channel, ident, received_at, payload])
 }
 
 /// Prepares the insert of one session row (cached on the transaction's connection).
