@@ -72,8 +72,10 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(1000);
 const WRITER_AUTOCHECKPOINT: u64 = 256 * 1024 * 1024;
 
 /// Bytes of the database file each connection maps into memory (reads skip the read(2)
-/// copy; the OS page cache is shared by every connection).
-const MMAP_SIZE: i64 = 4 * 1024 * 1024 * 1024;
+/// copy; the OS page cache is shared by every connection). SQLite maps no more than the
+/// file's size, so this is address space, not memory; it needs the bundled SQLite's
+/// ceiling raised (`SQLITE_MAX_MMAP_SIZE` in `.cargo/config.toml`), or it is cut to 2 GiB.
+const MMAP_SIZE: i64 = 256 * 1024 * 1024 * 1024;
 
 /// Page size of new database files (SQLite's default is 4096; an existing file keeps its
 /// own). Fewer, larger pages make every B-tree shallower and cheaper to search: 74.6-74.9
@@ -927,5 +929,23 @@ impl PruneBatches for SqliteStore {
         })
         .await
         .map_err(join_err)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SQLite cuts `mmap_size` to its compile-time ceiling without an error.
+    #[test]
+    fn connections_map_as_much_of_the_file_as_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let mut writer = open_writer(Some(&path)).unwrap();
+        prepare_files(&mut writer, Some(&path)).unwrap();
+        for c in [&writer, &open_reader(&path).unwrap()] {
+            let n: i64 = c.query_row("PRAGMA mmap_size", [], |r| r.get(0)).unwrap();
+            assert_eq!(n, MMAP_SIZE);
+        }
     }
 }
