@@ -7,10 +7,11 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use apiary_store::{Dimension, Page, SessionFilter, Store};
 use chrono::Utc;
+use common::ingest::{add_ident, connect, count, open_store, wait_raw};
 use common::*;
 
 const USERS: [&str; 7] = ["root", "admin", "pi", "ubuntu", "oracle", "test", "guest"];
@@ -26,51 +27,6 @@ fn cowrie(i: usize) -> Vec<u8> {
     })
     .to_string()
     .into_bytes()
-}
-
-async fn open_store(dir: &std::path::Path) -> Arc<dyn Store> {
-    apiary_store::open(&format!("sqlite://{}", dir.join("apiary.db").display()))
-        .await
-        .expect("open store")
-}
-
-async fn count(store: &dyn Store, table: &str) -> u64 {
-    store
-        .table_counts()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|(t, _)| t == table)
-        .map_or(0, |(_, n)| n)
-}
-
-async fn wait_raw(store: &dyn Store, want: u64, timeout: Duration) -> u64 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let n = count(store, "raw_messages").await;
-        if n >= want || Instant::now() > deadline {
-            return n;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn connect(server: &TestServer) -> hpfeeds::Client {
-    for _ in 0..50 {
-        let opts = hpfeeds::ClientOptions::new(
-            server.hpfeeds.ip().to_string(),
-            server.hpfeeds.port(),
-            "sensor-a",
-            "s3cret",
-        );
-        if let Ok(mut c) = hpfeeds::Client::connect(opts).await {
-            if c.check_auth(Duration::from_millis(300)).await.is_ok() {
-                return c;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("ident not accepted by the running server");
 }
 
 /// Sessions per username, from the stored rows.
@@ -99,20 +55,8 @@ async fn usernames_in_rows(store: &Arc<dyn Store>) -> (u64, BTreeMap<String, u64
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn committed_events_survive_kill_9_with_roll_ups_exact() {
     let mut server = TestServer::start(&[]);
-    let (ok, out, err) = admin(
-        server.data_dir(),
-        &[
-            "ident",
-            "add",
-            "sensor-a",
-            "--secret",
-            "s3cret",
-            "--publish",
-            "cowrie.sessions",
-        ],
-    );
-    assert!(ok, "{out}{err}");
-    let mut client = connect(&server).await;
+    add_ident(&server, "sensor-a", "s3cret", "cowrie.sessions");
+    let mut client = connect(&server, "sensor-a", "s3cret").await;
 
     // A first part, all committed.
     const FIRST: usize = 1_000;
@@ -183,7 +127,7 @@ async fn committed_events_survive_kill_9_with_roll_ups_exact() {
     );
 
     // Ingest resumes.
-    let mut c = connect(&server).await;
+    let mut c = connect(&server, "sensor-a", "s3cret").await;
     c.publish("cowrie.sessions", cowrie(FIRST + 300_000))
         .await
         .unwrap();

@@ -6,9 +6,10 @@
 mod common;
 
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use apiary_store::{Page, SessionFilter, Store};
+use common::ingest::{self, add_ident, connect, open_store};
 use common::*;
 
 const CHANNELS: &str = "cowrie.sessions,dionaea.connections,conpot.events,glastopf.events";
@@ -27,27 +28,8 @@ fn geo_env() -> (String, String) {
     ("APIARY_GEO__DIR".into(), geo_dir())
 }
 
-async fn open_store(dir: &std::path::Path) -> std::sync::Arc<dyn Store> {
-    apiary_store::open(&format!("sqlite://{}", dir.join("apiary.db").display()))
-        .await
-        .expect("open store")
-}
-
 async fn wait_raw(store: &dyn Store, want: u64) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let n = store
-            .table_counts()
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|(t, _)| t == "raw_messages")
-            .map_or(0, |(_, n)| n);
-        if n >= want || Instant::now() > deadline {
-            return n;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    ingest::wait_raw(store, want, Duration::from_secs(30)).await
 }
 
 fn all() -> SessionFilter {
@@ -59,37 +41,8 @@ async fn published_events_are_normalized_geolocated_and_survive_restart() {
     let (k, v) = geo_env();
     std::env::set_var(&k, &v);
     let mut server = TestServer::start(&[]);
-    let (ok, out, err) = admin(
-        server.data_dir(),
-        &[
-            "ident",
-            "add",
-            "sensor-a",
-            "--secret",
-            "s3cret",
-            "--publish",
-            CHANNELS,
-        ],
-    );
-    assert!(ok, "{out}{err}");
-    // The running server picks the ident up within its reload interval.
-    let mut client = None;
-    for _ in 0..50 {
-        let opts = hpfeeds::ClientOptions::new(
-            server.hpfeeds.ip().to_string(),
-            server.hpfeeds.port(),
-            "sensor-a",
-            "s3cret",
-        );
-        if let Ok(mut c) = hpfeeds::Client::connect(opts).await {
-            if c.check_auth(Duration::from_millis(300)).await.is_ok() {
-                client = Some(c);
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let mut client = client.expect("ident accepted by the running server");
+    add_ident(&server, "sensor-a", "s3cret", CHANNELS);
+    let mut client = connect(&server, "sensor-a", "s3cret").await;
 
     // Our Rust client: cowrie sessions from the US (v4 and v6), a dionaea accept, a
     // dionaea listen (not an attack), an RFC 1918 source, hostile and malformed payloads.
@@ -228,14 +181,7 @@ async fn published_events_are_normalized_geolocated_and_survive_restart() {
     let store2 = open_store(server.data_dir()).await;
     let (after, _) = store2.sessions(all(), Page::default()).await.unwrap();
     assert_eq!(after.len(), 5, "sessions survive a restart");
-    let mut c = hpfeeds::Client::connect(hpfeeds::ClientOptions::new(
-        server.hpfeeds.ip().to_string(),
-        server.hpfeeds.port(),
-        "sensor-a",
-        "s3cret",
-    ))
-    .await
-    .unwrap();
+    let mut c = connect(&server, "sensor-a", "s3cret").await;
     c.publish("cowrie.sessions", cowrie("8.8.4.4", "again"))
         .await
         .unwrap();

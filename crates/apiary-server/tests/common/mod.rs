@@ -13,6 +13,7 @@ use apiary_testdata::server::{run_ok, server_command, wait_for_listeners};
 use bytes::{Bytes, BytesMut};
 use hpfeeds::frame::{self, Frame};
 
+pub mod ingest;
 pub mod netns;
 
 pub fn apiary() -> Command {
