@@ -346,6 +346,7 @@ async fn commit(
 ) -> (Vec<IngestItem>, BatchResult) {
     let mut delay = Duration::from_millis(100);
     let started = std::time::Instant::now();
+    let mut failures = 0u64;
     let committed = loop {
         // The store hands the batch back either way: no copy kept for the retry.
         let (back, result) = store.insert_batch_owned(std::mem::take(&mut batch)).await;
@@ -354,12 +355,24 @@ async fn commit(
             Ok(r) => break r,
             Err(e) => {
                 metrics.commit_failures.fetch_add(1, Relaxed);
-                warn!(error = %e, messages = batch.len(), "batch commit failed; retrying");
+                failures += 1;
+                // The first failure, then about once a minute (retries are 5 s apart).
+                if failures == 1 || failures.is_multiple_of(12) {
+                    warn!(error = %e, messages = batch.len(), failures, "batch commit failed; retrying until it succeeds (publishers are held back meanwhile)");
+                }
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
     };
+    if failures > 0 {
+        tracing::info!(
+            messages = batch.len(),
+            failures,
+            seconds = started.elapsed().as_secs(),
+            "batch committed after failed attempts"
+        );
+    }
     metrics
         .commit_us
         .fetch_add(started.elapsed().as_micros() as u64, Relaxed);

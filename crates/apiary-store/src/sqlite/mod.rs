@@ -31,6 +31,7 @@ mod read;
 mod rollup_db;
 mod rows;
 mod runs;
+mod trouble;
 mod turns;
 mod window;
 mod write;
@@ -51,6 +52,7 @@ use tokio::sync::Semaphore;
 use crate::prune::PruneBatches;
 use crate::types::*;
 use crate::{Outcome, Result, Store, StoreError};
+use trouble::Trouble;
 
 /// Reader connections per file database. Two cores, and each query is short: a few
 /// readers keep the dashboard, the API and /metrics from queueing behind each other.
@@ -121,14 +123,21 @@ impl Checkpointer {
             .name("apiary-sqlite-checkpoint".into())
             .spawn(move || {
                 let mut ticks = 0u64;
+                let mut trouble = [
+                    Trouble::new("WAL checkpoint of the database"),
+                    Trouble::new("WAL checkpoint of the roll-up file"),
+                ];
                 while !stopping.load(Ordering::Acquire) {
                     std::thread::park_timeout(CHECKPOINT_EVERY);
                     // PASSIVE never blocks the writer or readers; it copies what it can.
-                    for conn in &conns {
+                    for (conn, trouble) in conns.iter().zip(&mut trouble) {
                         let r = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-                        if let Err(e) = r {
-                            tracing::warn!(error = %e, "background WAL checkpoint failed");
-                        }
+                        trouble.record(&r);
+                    }
+                    // Increments a failed apply left logged would otherwise wait for the
+                    // next batch, which may be long in coming.
+                    if rollups.failing() {
+                        rollups.apply_after_commit();
                     }
                     // Once a minute: keep the 24 h window current while nothing arrives.
                     ticks += 1;
@@ -175,6 +184,8 @@ struct RollupWriter {
     log: rollup_db::Log,
     /// The last roll-up log id applied (main transactions delete up to it).
     applied: AtomicI64,
+    /// Failed applies, retried by the checkpoint thread.
+    trouble: Mutex<Trouble>,
 }
 
 impl RollupWriter {
@@ -195,9 +206,13 @@ impl RollupWriter {
     /// leaves them in the log for the next apply (retrying the batch would store it
     /// twice), so it is reported, not returned.
     fn apply_after_commit(&self) {
-        if let Err(e) = self.apply() {
-            tracing::warn!(error = %e, "applying roll-up increments failed; they stay logged and are retried with the next batch");
-        }
+        let r = self.apply();
+        self.trouble.lock().record(&r);
+    }
+
+    /// Whether the last apply failed (its increments are still logged).
+    fn failing(&self) -> bool {
+        self.trouble.lock().failing()
     }
 
     fn catch_up(&self, now_hour: i64) -> Result<bool> {
@@ -371,6 +386,9 @@ impl SqliteStore {
                 rollup_db::Log::Own
             },
             applied: AtomicI64::new(applied),
+            trouble: Mutex::new(Trouble::new(
+                "applying roll-up increments (they stay logged until applied)",
+            )),
         });
         let readers = path.as_ref().map(|p| {
             Arc::new(ReaderPool {
