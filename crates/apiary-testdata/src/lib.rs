@@ -14,6 +14,7 @@
 //! - [`timing`]: timing store queries (median and maximum of a few runs).
 //! - [`server`]: running the `apiary` binary (admin commands, `apiary server`) from tests.
 
+pub mod pg;
 pub mod reference;
 pub mod server;
 pub mod timing;

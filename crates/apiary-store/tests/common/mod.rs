@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use apiary_model::{Credential, GeoInfo, IdsAlert, Normalized, RawEvent, Session, SessionDetails};
 use apiary_store::{IngestItem, Page, SessionFilter, Store};
+pub use apiary_testdata::pg::{scoped_url, PgSchema};
 use bytes::Bytes;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
@@ -16,78 +17,10 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 pub async fn postgres() -> Option<(Arc<dyn Store>, PgSchema)> {
     let url = std::env::var("APIARY_TEST_DATABASE_URL").ok()?;
     let schema = PgSchema::create(&url).await;
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let scoped = format!("{url}{sep}options=-c%20search_path%3D{}", schema.name);
-    let store = apiary_store::open(&scoped)
+    let store = apiary_store::open(&scoped_url(&url, schema.name()))
         .await
         .expect("APIARY_TEST_DATABASE_URL is set but the store does not open");
     Some((store, schema))
-}
-
-/// A scratch schema in the test database, dropped on drop.
-pub struct PgSchema {
-    url: String,
-    name: String,
-}
-
-impl PgSchema {
-    /// The schema's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    async fn create(url: &str) -> Self {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!(
-            "t_{}_{}_{nanos}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .expect("APIARY_TEST_DATABASE_URL is set but PostgreSQL is not reachable");
-        tokio::spawn(conn);
-        client
-            .batch_execute(&format!("CREATE SCHEMA {name}"))
-            .await
-            .expect("cannot create a test schema");
-        Self {
-            url: url.to_owned(),
-            name,
-        }
-    }
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        let (url, name) = (self.url.clone(), self.name.clone());
-        // Its own thread and runtime: drop may run inside (or after) the test's runtime.
-        let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                tokio::spawn(conn);
-                client
-                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop test schema {}: {dropped:?}", self.name);
-        }
-    }
 }
 
 /// An hour-aligned instant all generated data is relative to.
