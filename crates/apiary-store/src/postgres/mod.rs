@@ -18,12 +18,15 @@
 //! the sliding 24 h window (`window`). The part of the transaction that updates shared
 //! rows (side records, roll-ups, the window, counters, sensors)
 //! runs under a transaction-scoped advisory lock, so concurrent writers queue there
-//! instead of deadlocking; the COPYs before it run in parallel.
+//! instead of deadlocking; the COPYs before it run in parallel. A batch whose COMMIT
+//! fails with the outcome unknown (the connection dropped after PostgreSQL got it) is
+//! checked before it is written again, so a retry never stores it twice (`unsure`).
 
 mod admin;
 mod migrate;
 mod read;
 mod text;
+mod unsure;
 mod window;
 mod write;
 
@@ -40,6 +43,7 @@ use tokio_postgres::NoTls;
 use crate::prune::PruneBatches;
 use crate::types::*;
 use crate::{Outcome, Result, Store, StoreError};
+use unsure::{Fingerprint, Unsure};
 
 /// Pooled connections per store.
 const POOL_SIZE: usize = 16;
@@ -125,6 +129,8 @@ pub(crate) struct PgStore {
     pool: Pool,
     /// Moves the 24 h window on through quiet hours; aborted on close and drop.
     window_task: tokio::task::JoinHandle<()>,
+    /// Batches whose COMMIT failed with the outcome unknown.
+    unsure: Unsure,
 }
 
 impl Drop for PgStore {
@@ -197,7 +203,11 @@ impl PgStore {
         migrate::migrate(&mut c).await?;
         drop(c);
         let window_task = spawn_window_catch_up(pool.clone());
-        Ok(Self { pool, window_task })
+        Ok(Self {
+            pool,
+            window_task,
+            unsure: Unsure::default(),
+        })
     }
 
     async fn conn(&self) -> Result<deadpool_postgres::Client> {
@@ -547,7 +557,26 @@ impl PgStore {
         if batch.is_empty() {
             return Ok(BatchResult::default());
         }
-        write::insert_batch(&mut self.conn().await?, batch).await
+        let fp = Fingerprint::of(batch);
+        if let Some(attempt) = self.unsure.attempt(fp) {
+            let first = attempt.raw_ids.first().copied().unwrap_or_default();
+            let committed = write::raw_exists(&self.conn().await?, first).await?;
+            self.unsure.settle(fp);
+            if committed {
+                tracing::info!(
+                    messages = batch.len(),
+                    "the batch's earlier attempt had committed (the answer to its COMMIT was lost); not storing it twice"
+                );
+                return Ok(attempt);
+            }
+        }
+        match write::insert_batch(&mut self.conn().await?, batch).await? {
+            Ok(r) => Ok(r),
+            Err((e, attempt)) => {
+                self.unsure.remember(fp, attempt);
+                Err(e)
+            }
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use super::json_err;
 use super::text::{dec, dec_opt, Jsonb, Txt};
 use crate::rollups::{origin_of, Dims, Rollups};
 use crate::types::{BatchResult, Dimension, IngestItem, RawStatus};
-use crate::{Outcome, Result};
+use crate::{Outcome, Result, StoreError};
 
 /// The hour bucket (hours since the epoch) holding `t`.
 pub(super) fn hour_of(t: DateTime<Utc>) -> i64 {
@@ -412,11 +412,15 @@ async fn bump_counters(tx: &Transaction<'_>, raw: i64, sessions: i64, creds: i64
     Ok(())
 }
 
-/// Stores a batch in one transaction.
+/// What a failed COMMIT leaves: the error and the result the batch has if it did commit.
+pub(super) type CommitFailed = (StoreError, BatchResult);
+
+/// Stores a batch in one transaction. The outer error: nothing was committed; the inner
+/// one: COMMIT failed and whether it took effect is unknown (see `unsure`).
 pub(super) async fn insert_batch(
     c: &mut deadpool_postgres::Client,
     batch: &[IngestItem],
-) -> Result<BatchResult> {
+) -> Result<std::result::Result<BatchResult, CommitFailed>> {
     // The CPU part (JSON, roll-up sums) before a connection is busy with it.
     let mut rollups = Rollups::default();
     let mut news = Vec::new();
@@ -521,8 +525,18 @@ pub(super) async fn insert_batch(
         )
         .await?;
     tx.execute(&st, &[&idents, &ats]).await?;
-    tx.commit().await?;
-    Ok(out)
+    Ok(match tx.commit().await {
+        Ok(()) => Ok(out),
+        Err(e) => Err((e.into(), out)),
+    })
+}
+
+/// Whether the raw message `id` is stored.
+pub(super) async fn raw_exists(c: &impl GenericClient, id: i64) -> Result<bool> {
+    let st = c
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM raw_messages WHERE id = $1)")
+        .await?;
+    Ok(c.query_one(&st, &[&id]).await?.get(0))
 }
 
 pub(super) async fn renormalize_batch(
