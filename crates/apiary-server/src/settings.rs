@@ -176,6 +176,12 @@ pub struct RetentionSettings {
     pub session_days: u32,
     /// Minutes between pruning passes.
     pub interval_minutes: u64,
+    /// Disk budget in megabytes for the embedded database (0 = none): while the data
+    /// takes more, the oldest hours of raw messages, sessions and roll-ups are pruned
+    /// whatever their age. Not available with PostgreSQL.
+    pub max_size_mb: u64,
+    /// Seconds between checks of the disk budget.
+    pub budget_check_seconds: u64,
 }
 
 /// `[geo]`
@@ -259,6 +265,8 @@ impl Default for RetentionSettings {
             raw_days: 30,
             session_days: 365,
             interval_minutes: 10,
+            max_size_mb: 0,
+            budget_check_seconds: 60,
         }
     }
 }
@@ -441,6 +449,16 @@ impl Settings {
         if !self.database_url.is_empty() && !known_scheme {
             return bad("database_url", "must start with sqlite:// or postgres://");
         }
+        if self.retention.max_size_mb > 0 && self.database_url.starts_with("postgres") {
+            return bad(
+                "retention.max_size_mb",
+                "works with the embedded SQLite database only (PostgreSQL reuses deleted space \
+                 through VACUUM, which the store cannot measure); use raw_days and session_days",
+            );
+        }
+        if self.retention.budget_check_seconds == 0 || self.retention.budget_check_seconds > 3600 {
+            return bad("retention.budget_check_seconds", "must be 1 to 3600");
+        }
         Ok(())
     }
 
@@ -606,6 +624,16 @@ mod tests {
             .unwrap_err()
             .0;
         assert!(err.contains("database_url"), "{err}");
+        let err = load_text(
+            "database_url = \"postgres://db/apiary\"\n[retention]\nmax_size_mb = 100\n",
+            &[],
+        )
+        .unwrap_err()
+        .0;
+        assert!(err.contains("retention.max_size_mb"), "{err}");
+        assert!(err.contains("PostgreSQL"), "{err}");
+        let s = load_text("[retention]\nmax_size_mb = 100\n", &[]).unwrap();
+        assert_eq!(s.retention.max_size_mb, 100);
     }
 
     #[test]

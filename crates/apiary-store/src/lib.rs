@@ -265,6 +265,15 @@ pub trait Store: Send + Sync {
     /// Bytes the database occupies on disk (0 for in-memory).
     async fn database_size_bytes(&self) -> Result<u64>;
 
+    /// Bytes the stored data takes: the files' pages less those free for reuse (SQLite
+    /// keeps freed pages in its files), so the figure falls when rows are deleted; `None`
+    /// where the backend cannot tell (PostgreSQL reuses space through VACUUM, which the
+    /// relation sizes do not show).
+    async fn space_used_bytes(&self) -> Result<Option<u64>>;
+
+    /// The oldest time of any stored raw message (received) or session.
+    async fn oldest_data(&self) -> Result<Option<DateTime<Utc>>>;
+
     // ---- retention ----
 
     /// Deletes raw messages received before `raw_older_than` and sessions (with their

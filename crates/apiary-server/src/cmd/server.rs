@@ -159,6 +159,11 @@ pub async fn run(settings: Settings) -> Result<()> {
         settings.retention.clone(),
         shutdown.clone(),
     ));
+    tracker.spawn(retention::keep_within_budget(
+        store.clone(),
+        settings.retention.clone(),
+        shutdown.clone(),
+    ));
 
     shutdown_signal().await;
     info!("shutting down");

@@ -395,6 +395,14 @@ impl Store for PgStore {
         read::table_counts(&self.conn().await?).await
     }
 
+    async fn space_used_bytes(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
+    async fn oldest_data(&self) -> Result<Option<DateTime<Utc>>> {
+        read::oldest_data(&self.conn().await?).await
+    }
+
     async fn database_size_bytes(&self) -> Result<u64> {
         read::database_size(&self.conn().await?).await
     }

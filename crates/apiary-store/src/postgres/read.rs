@@ -823,3 +823,14 @@ pub(super) async fn database_size(c: &impl GenericClient) -> Result<u64> {
     let n: i64 = c.query_one(&st, &[]).await?.get(0);
     Ok(n.max(0) as u64)
 }
+
+/// The oldest raw message's receipt or session's time, whichever is older.
+pub(super) async fn oldest_data(c: &impl GenericClient) -> Result<Option<DateTime<Utc>>> {
+    let st = c
+        .prepare_cached(
+            "SELECT LEAST((SELECT MIN(received_at) FROM raw_messages), \
+                          (SELECT MIN(ts) FROM sessions))",
+        )
+        .await?;
+    Ok(c.query_one(&st, &[]).await?.get(0))
+}

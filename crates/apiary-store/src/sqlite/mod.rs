@@ -725,6 +725,14 @@ impl Store for SqliteStore {
         self.read(read::table_counts).await
     }
 
+    async fn space_used_bytes(&self) -> Result<Option<u64>> {
+        self.read(read::space_used).await.map(Some)
+    }
+
+    async fn oldest_data(&self) -> Result<Option<DateTime<Utc>>> {
+        self.read(read::oldest_data).await
+    }
+
     async fn database_size_bytes(&self) -> Result<u64> {
         let main = self.read(read::database_size).await?;
         let size = |f: &std::ffi::OsStr| std::fs::metadata(f).map_or(0, |m| m.len());

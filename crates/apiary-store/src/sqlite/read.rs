@@ -924,3 +924,26 @@ pub(super) fn database_size(c: &Connection) -> Result<u64> {
     let size: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0))?;
     Ok((pages * size).max(0) as u64)
 }
+
+/// Pages in use (not on the free list) of the main file and the attached roll-up file.
+pub(super) fn space_used(c: &Connection) -> Result<u64> {
+    let mut total = 0i64;
+    for schema in ["main", super::rollup_db::ALIAS] {
+        let pragma = |name: &str| -> Result<i64> {
+            Ok(c.query_row(&format!("PRAGMA {schema}.{name}"), [], |r| r.get(0))?)
+        };
+        total += (pragma("page_count")? - pragma("freelist_count")?) * pragma("page_size")?;
+    }
+    Ok(total.max(0) as u64)
+}
+
+/// The oldest raw message's receipt or session's time, whichever is older (one index
+/// probe each).
+pub(super) fn oldest_data(c: &Connection) -> Result<Option<DateTime<Utc>>> {
+    let min = |sql: &str| -> Result<Option<i64>> {
+        Ok(c.prepare_cached(sql)?.query_row([], |r| r.get(0))?)
+    };
+    let raw = min("SELECT MIN(received_at) FROM raw_messages")?;
+    let session = min("SELECT MIN(ts) FROM sessions")?;
+    Ok(raw.into_iter().chain(session).min().map(from_us))
+}

@@ -30,7 +30,7 @@ use crate::types::Dimension;
 use crate::{Result, StoreError};
 
 /// Schema alias of the roll-up file on connections whose main schema is the main file.
-const ALIAS: &str = "ru";
+pub(super) const ALIAS: &str = "ru";
 
 /// Schema alias of the main file on the roll-up writer's connection.
 const SOURCE: &str = "src";
