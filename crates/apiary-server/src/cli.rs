@@ -80,6 +80,14 @@ pub enum Command {
         #[arg(long)]
         errors_only: bool,
     },
+    /// Write a consistent copy of the embedded database (and its roll-up file) while the
+    /// server runs; restore by putting both files in place of the originals.
+    Backup {
+        #[command(flatten)]
+        common: Common,
+        /// The new database file (never overwritten); its roll-up file is FILE-rollups.
+        file: PathBuf,
+    },
     /// Import data from other systems.
     Import {
         #[command(flatten)]

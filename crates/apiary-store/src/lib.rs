@@ -274,6 +274,12 @@ pub trait Store: Send + Sync {
     /// The oldest time of any stored raw message (received) or session.
     async fn oldest_data(&self) -> Result<Option<DateTime<Utc>>>;
 
+    /// Writes a consistent copy of the database to `dest`, a new file, while ingest goes
+    /// on: one snapshot of everything committed, with a roll-up file of its own beside it
+    /// (rebuilt from the copy's sessions), ready to be put in place of the original.
+    /// SQLite only: PostgreSQL has `pg_dump`.
+    async fn backup_to(&self, dest: &std::path::Path) -> Result<()>;
+
     // ---- retention ----
 
     /// Deletes raw messages received before `raw_older_than` and sessions (with their

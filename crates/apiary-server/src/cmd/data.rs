@@ -1,5 +1,5 @@
 //! `apiary renormalize` and `apiary import mnemosyne`: reprocessing stored or exported raw
-//! messages with today's normalizers, with progress on stderr.
+//! messages with today's normalizers; `apiary backup`; all with progress on stderr.
 
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::Path;
@@ -23,6 +23,8 @@ struct Progress {
     started: Instant,
     last: Instant,
     tty: bool,
+    /// Whether items can be bad (counted and shown); a byte count cannot.
+    counts_bad: bool,
 }
 
 impl Progress {
@@ -33,6 +35,15 @@ impl Progress {
             started: Instant::now(),
             last: Instant::now(),
             tty: std::io::stderr().is_terminal(),
+            counts_bad: true,
+        }
+    }
+
+    /// Progress in megabytes.
+    fn megabytes(what: &'static str, total: Option<u64>) -> Self {
+        Self {
+            counts_bad: false,
+            ..Self::new(what, total)
         }
     }
 
@@ -47,18 +58,23 @@ impl Progress {
         }
         self.last = Instant::now();
         let rate = done as f64 / self.started.elapsed().as_secs_f64().max(0.001);
+        let (bad, unit) = if self.counts_bad {
+            (format!(" ({bad} bad)"), "")
+        } else {
+            (String::new(), " MB")
+        };
         let line = match self.total {
             Some(t) if t > 0 => {
                 let pct = (done as f64 * 100.0 / t as f64).min(100.0);
                 let filled = (pct / 5.0) as usize;
                 format!(
-                    "{} [{}{}] {pct:5.1}% {done}/{t} ({bad} bad) {rate:.0}/s",
+                    "{} [{}{}] {pct:5.1}% {done}/{t}{unit}{bad} {rate:.0}{unit}/s",
                     self.what,
                     "#".repeat(filled),
                     ".".repeat(20 - filled.min(20)),
                 )
             }
-            _ => format!("{} {done} ({bad} bad) {rate:.0}/s", self.what),
+            _ => format!("{} {done}{unit}{bad} {rate:.0}{unit}/s", self.what),
         };
         let mut err = std::io::stderr();
         if self.tty {
@@ -189,5 +205,36 @@ pub async fn import_mnemosyne(
     for e in bad_examples {
         println!("  {e}");
     }
+    Ok(())
+}
+
+/// `apiary backup FILE`: a consistent copy of the running database, with the copy's size
+/// against the data in use as progress.
+pub async fn backup(store: Arc<dyn Store>, file: &Path) -> Result<()> {
+    let total = store.space_used_bytes().await?.map(|b| b / 1_000_000);
+    let mut progress = Progress::megabytes("backup", total);
+    let copying = {
+        let (store, file) = (store.clone(), file.to_owned());
+        tokio::spawn(async move { store.backup_to(&file).await })
+    };
+    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len() / 1_000_000);
+    while !copying.is_finished() {
+        progress.update(size(file), 0, false);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    copying
+        .await
+        .context("the backup task failed")?
+        .with_context(|| format!("while backing up to {}", file.display()))?;
+    progress.update(size(file), 0, true);
+    let mut rollups = file.as_os_str().to_owned();
+    rollups.push("-rollups");
+    println!(
+        "backed up to {} and {} ({} MB); restore by putting them in place of apiary.db and \
+         apiary.db-rollups while the server is stopped",
+        file.display(),
+        Path::new(&rollups).display(),
+        size(file)
+    );
     Ok(())
 }

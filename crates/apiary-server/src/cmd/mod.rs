@@ -69,6 +69,13 @@ pub async fn run(cli: Cli) -> Result<()> {
             store.close().await;
             r
         }
+        Command::Backup { common, file } => {
+            let settings = load(&common, &common.overrides())?;
+            let store = open_store(&settings).await?;
+            let r = data::backup(store.clone(), &file).await;
+            store.close().await;
+            r
+        }
         Command::Import { common, command } => {
             let settings = load(&common, &common.overrides())?;
             let store = open_store(&settings).await?;

@@ -399,6 +399,12 @@ impl Store for PgStore {
         Ok(None)
     }
 
+    async fn backup_to(&self, _dest: &std::path::Path) -> Result<()> {
+        Err(StoreError::Invalid(
+            "backups of a PostgreSQL database are made with pg_dump".into(),
+        ))
+    }
+
     async fn oldest_data(&self) -> Result<Option<DateTime<Utc>>> {
         read::oldest_data(&self.conn().await?).await
     }

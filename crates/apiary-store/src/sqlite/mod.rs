@@ -733,6 +733,45 @@ impl Store for SqliteStore {
         self.read(read::oldest_data).await
     }
 
+    async fn backup_to(&self, dest: &Path) -> Result<()> {
+        if self.path.is_none() {
+            return Err(StoreError::Invalid(
+                "an in-memory database has no file to back up".into(),
+            ));
+        }
+        if dest.exists() {
+            return Err(StoreError::Invalid(format!(
+                "{} exists; a backup never overwrites a file",
+                dest.display()
+            )));
+        }
+        // One read transaction: a snapshot, while the writer goes on (WAL).
+        let to = dest.to_string_lossy().into_owned();
+        self.read(move |c| {
+            c.execute("VACUUM main INTO ?1", [to])?;
+            Ok(())
+        })
+        .await?;
+        // The copy gets an identity of its own, so that the original's roll-up file,
+        // which may be ahead of the snapshot, is never taken for the copy's: opening
+        // the copy builds its roll-ups from its own sessions.
+        let copy = dest.to_owned();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let c = Connection::open(&copy)?;
+            c.execute(
+                "UPDATE counters SET value = random() & 9223372036854775807 \
+                 WHERE name = 'database_id'",
+                [],
+            )?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("backup task failed: {e}")))??;
+        let copy = SqliteStore::open(Some(dest.to_owned())).await?;
+        copy.close().await;
+        Ok(())
+    }
+
     async fn database_size_bytes(&self) -> Result<u64> {
         let main = self.read(read::database_size).await?;
         let size = |f: &std::ffi::OsStr| std::fs::metadata(f).map_or(0, |m| m.len());
