@@ -63,12 +63,36 @@ pub struct IngestMetrics {
     pub normalize_us: AtomicU64,
     /// Microseconds spent in batch commits (including retries).
     pub commit_us: AtomicU64,
+    /// When batch commits began failing, while they fail (cleared by a commit).
+    failing_since: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl IngestMetrics {
+    /// How long batch commits have been failing without one succeeding (none: they work).
+    pub fn failing_for(&self) -> Option<Duration> {
+        let since = *self.failing_since.lock().unwrap_or_else(|e| e.into_inner());
+        since.map(|t| t.elapsed())
+    }
+
+    fn commit_failed(&self) {
+        self.commit_failures.fetch_add(1, Relaxed);
+        let mut since = self.failing_since.lock().unwrap_or_else(|e| e.into_inner());
+        since.get_or_insert_with(std::time::Instant::now);
+    }
+
+    fn committed(&self) {
+        *self.failing_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     /// Prometheus text.
     pub fn render(&self, out: &mut String) {
         use std::fmt::Write;
+        let failing = self.failing_for().unwrap_or_default().as_secs_f64();
+        let _ = writeln!(
+            out,
+            "# HELP apiary_ingest_commit_failing_seconds How long batch commits have been failing (0: they work).\n\
+             # TYPE apiary_ingest_commit_failing_seconds gauge\napiary_ingest_commit_failing_seconds {failing:.1}"
+        );
         for (name, help, v) in [
             (
                 "apiary_ingest_raw_committed_total",
@@ -352,9 +376,12 @@ async fn commit(
         let (back, result) = store.insert_batch_owned(std::mem::take(&mut batch)).await;
         batch = back;
         match result {
-            Ok(r) => break r,
+            Ok(r) => {
+                metrics.committed();
+                break r;
+            }
             Err(e) => {
-                metrics.commit_failures.fetch_add(1, Relaxed);
+                metrics.commit_failed();
                 failures += 1;
                 // The first failure, then about once a minute (retries are 5 s apart).
                 if failures == 1 || failures.is_multiple_of(12) {

@@ -84,7 +84,8 @@ fn metric(server: &TestServer, name: &str) -> Option<u64> {
     assert_eq!(status, 200, "/metrics answers while the disk is full");
     body.lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,6 +137,27 @@ async fn a_full_disk_slows_ingest_and_loses_nothing() {
         "the publisher is held back ({still} of {SENT} stored)"
     );
 
+    // Health says so once commits have failed for a while (and the log says why).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (status, body) = loop {
+        let (status, body) = http_get(server.http, "/healthz");
+        if status != 200 || Instant::now() > deadline {
+            break (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("\"degraded\"") && body.contains("batch commits failing"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("disk is full"),
+        "no internals unauthenticated: {body}"
+    );
+    let failing = metric(&server, "apiary_ingest_commit_failing_seconds").unwrap_or(0);
+    assert!(failing >= 10, "{failing}");
+
     // Space again: everything published arrives, once.
     let started = Instant::now();
     disk.resize("1g");
@@ -155,6 +177,12 @@ async fn a_full_disk_slows_ingest_and_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(rolled, SENT as u64, "the roll-ups count each session once");
+    let (status, body) = http_get(server.http, "/healthz");
+    assert_eq!(status, 200, "healthy again: {body}");
+    assert_eq!(
+        metric(&server, "apiary_ingest_commit_failing_seconds"),
+        Some(0)
+    );
     // And the server goes on: a last message after the recovery.
     client
         .publish("cowrie.sessions", cowrie(SENT))

@@ -188,7 +188,21 @@ async fn api_not_found(_c: crate::auth::Caller) -> crate::error::AppError {
 /// Liveness plus a store round trip: 200 when the database answers, 503 otherwise.
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     match state.store.idents_version().await {
-        Ok(_) => (StatusCode::OK, Json(serde_json::json!({"status": "ok"}))),
+        Ok(_) => {
+            let problems: serde_json::Map<String, serde_json::Value> = state
+                .metrics
+                .iter()
+                .filter_map(|m| m.problem())
+                .map(|(what, text)| (what.to_owned(), text.into()))
+                .collect();
+            if problems.is_empty() {
+                (StatusCode::OK, Json(serde_json::json!({"status": "ok"})))
+            } else {
+                let mut body = problems;
+                body.insert("status".into(), "degraded".into());
+                (StatusCode::SERVICE_UNAVAILABLE, Json(body.into()))
+            }
+        }
         Err(e) => {
             tracing::warn!(error = %e, "health check: store unavailable");
             (

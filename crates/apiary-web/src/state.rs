@@ -11,10 +11,17 @@ use crate::pages::dashboard::DashboardData;
 use crate::auth::{AuthConfig, LoginLimiter};
 use crate::live::LiveHub;
 
-/// Something that can append Prometheus text (broker, ingest, store counters).
+/// Something that can append Prometheus text (broker, ingest, store counters) and tell
+/// `/healthz` what is wrong with it.
 pub trait MetricsSource: Send + Sync {
     /// Appends metrics in the text exposition format.
     fn render(&self, out: &mut String);
+
+    /// A problem that makes the server unhealthy, as (component, short description
+    /// without internals: `/healthz` needs no sign-in); none by default.
+    fn problem(&self) -> Option<(&'static str, String)> {
+        None
+    }
 }
 
 impl<F: Fn(&mut String) + Send + Sync> MetricsSource for F {

@@ -357,11 +357,36 @@ fn metric_sources(
         let _ = writeln!(out, "# HELP apiary_broker_idents Idents loaded.\n# TYPE apiary_broker_idents gauge\napiary_broker_idents {}", b.ident_count());
     }));
     if let Some(p) = ingest {
-        let m = p.metrics.clone();
-        v.push(Arc::new(move |out: &mut String| m.render(out)));
+        v.push(Arc::new(IngestHealth(p.metrics.clone())));
     }
     v.push(Arc::new(retention::StoreStats::new(store)));
     v
+}
+
+/// Batch commits failing longer than this make `/healthz` answer 503: a dropped database
+/// connection retried within seconds is not worth an alert, a full disk is.
+const INGEST_UNHEALTHY_AFTER: Duration = Duration::from_secs(10);
+
+/// The pipeline's counters, and its health for `/healthz`.
+struct IngestHealth(Arc<apiary_ingest::pipeline::IngestMetrics>);
+
+impl apiary_web::MetricsSource for IngestHealth {
+    fn render(&self, out: &mut String) {
+        self.0.render(out);
+    }
+
+    fn problem(&self) -> Option<(&'static str, String)> {
+        let failing = self.0.failing_for()?;
+        (failing >= INGEST_UNHEALTHY_AFTER).then(|| {
+            (
+                "ingest",
+                format!(
+                    "batch commits failing for {} s (publishers held back; see the log)",
+                    failing.as_secs()
+                ),
+            )
+        })
+    }
 }
 
 /// Geo database settings: configured paths, else discovered ones.
