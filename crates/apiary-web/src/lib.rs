@@ -28,4 +28,4 @@ pub mod router;
 pub mod state;
 
 pub use router::router;
-pub use state::{AppState, MetricsSource};
+pub use state::{AppState, MetricsSource, RetentionView};

@@ -30,6 +30,17 @@ impl<F: Fn(&mut String) + Send + Sync> MetricsSource for F {
     }
 }
 
+/// The retention settings, shown on the settings page (0: forever / no budget).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionView {
+    /// Days raw messages are kept.
+    pub raw_days: u32,
+    /// Days sessions and roll-ups are kept.
+    pub session_days: u32,
+    /// Disk budget of the embedded database, in MB.
+    pub max_size_mb: u64,
+}
+
 /// Handler state: cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
@@ -49,6 +60,8 @@ pub struct AppState {
     pub dashboard: Arc<Cached<DashboardData>>,
     /// Deadline for producing a response (not for streaming its body); 503 after it.
     pub request_timeout: Duration,
+    /// Retention settings, for display.
+    pub retention: RetentionView,
 }
 
 /// Default [`AppState::request_timeout`].
@@ -84,6 +97,7 @@ impl AppState {
             }),
             dashboard: Arc::new(Cached::new(DASHBOARD_TTL, DASHBOARD_MAX_STALE)),
             request_timeout: REQUEST_TIMEOUT,
+            retention: RetentionView::default(),
         }
     }
 
@@ -102,6 +116,12 @@ impl AppState {
     /// Answers 503 when a handler has not produced a response within `timeout`.
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
+        self
+    }
+
+    /// Shows `retention` as the retention settings.
+    pub fn with_retention(mut self, retention: RetentionView) -> Self {
+        self.retention = retention;
         self
     }
 

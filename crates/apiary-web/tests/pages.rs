@@ -322,3 +322,45 @@ async fn exports_stream_every_page_of_a_large_set() {
     assert_eq!(empty["data"].as_array().unwrap().len(), 0);
     assert_eq!(empty["meta"]["size"], 0);
 }
+
+/// A component that reports a problem, as the pipeline does while commits fail.
+struct Failing;
+
+impl apiary_web::MetricsSource for Failing {
+    fn render(&self, _out: &mut String) {}
+
+    fn problem(&self) -> Option<(&'static str, String)> {
+        Some(("ingest", "batch commits failing for 42 s".into()))
+    }
+}
+
+#[tokio::test]
+async fn settings_show_storage_to_admins_and_health_reports_problems() {
+    let (mut app, _) = seeded().await;
+    app.state = app.state.clone().with_retention(apiary_web::RetentionView {
+        raw_days: 30,
+        session_days: 0,
+        max_size_mb: 500,
+    });
+    let admin = app.login(ADMIN).await;
+    let t = app.get("/ui/settings/", &admin).await.text();
+    assert!(t.contains("<h2>Storage</h2>"), "{t}");
+    assert!(t.contains("of a 500.0 MB budget"), "{t}");
+    assert!(t.contains("<meter"), "the budget is drawn: {t}");
+    assert!(t.contains("20 stored, kept 30 days"), "{t}");
+    assert!(t.contains("20 sessions stored, kept forever"), "{t}");
+    assert!(t.contains("working"), "{t}");
+    let analyst = app.login(ANALYST).await;
+    let t = app.get("/ui/settings/", &analyst).await.text();
+    assert!(!t.contains("Storage"), "admins only: {t}");
+    assert_eq!(app.get("/healthz", &As::Anon).await.status, StatusCode::OK);
+
+    // A component in trouble: the page says so and /healthz answers 503.
+    app.state.metrics = std::sync::Arc::new(vec![std::sync::Arc::new(Failing)]);
+    let t = app.get("/ui/settings/", &admin).await.text();
+    assert!(t.contains("ingest: batch commits failing for 42 s"), "{t}");
+    let r = app.get("/healthz", &As::Anon).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.json()["status"], "degraded");
+    assert_eq!(r.json()["ingest"], "batch commits failing for 42 s");
+}

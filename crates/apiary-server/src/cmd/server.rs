@@ -131,7 +131,12 @@ pub async fn run(settings: Settings) -> Result<()> {
         apiary_web::AppState::with_auth(store.clone(), metrics, auth_config(&settings))
             .with_request_timeout(Duration::from_secs(settings.http.request_timeout_secs))
             .with_live(live.clone())
-            .with_deploy(deploy_config(&settings)),
+            .with_deploy(deploy_config(&settings))
+            .with_retention(apiary_web::RetentionView {
+                raw_days: settings.retention.raw_days,
+                session_days: settings.retention.session_days,
+                max_size_mb: settings.retention.max_size_mb,
+            }),
     );
     {
         let token = shutdown.clone();

@@ -28,6 +28,11 @@ pub async fn show(State(st): State<AppState>, PageCaller(c): PageCaller) -> Page
     } else {
         vec![c.user.clone()]
     };
+    let storage = if admin {
+        Some(Storage::read(&st).await?)
+    } else {
+        None
+    };
     let email_of = |id: i64| {
         users
             .iter()
@@ -60,6 +65,9 @@ pub async fn show(State(st): State<AppState>, PageCaller(c): PageCaller) -> Page
             (csrf_field(&c))
             label { "Label " input type="text" name="label" maxlength="100"; }
             " " button type="submit" { "Create API key" }
+        }
+        @if let Some(s) = &storage {
+            (s.render(&st.retention))
         }
         @if admin {
             h2 { "Users" }
@@ -235,4 +243,70 @@ pub async fn delete_user(
         return Err(AppError::NotFound.into());
     }
     Ok(Redirect::to("/ui/settings/").into_response())
+}
+
+/// What the database holds and how long it keeps it (admins).
+struct Storage {
+    on_disk: u64,
+    used: Option<u64>,
+    oldest: Option<chrono::DateTime<chrono::Utc>>,
+    raw: u64,
+    sessions: u64,
+    problems: Vec<(&'static str, String)>,
+}
+
+impl Storage {
+    async fn read(st: &AppState) -> Result<Self, HtmlError> {
+        let counts = st.store.table_counts().await?;
+        let rows = |t: &str| counts.iter().find(|(n, _)| n == t).map_or(0, |(_, n)| *n);
+        Ok(Self {
+            on_disk: st.store.database_size_bytes().await?,
+            used: st.store.space_used_bytes().await?,
+            oldest: st.store.oldest_data().await?,
+            raw: rows("raw_messages"),
+            sessions: rows("sessions"),
+            problems: st.metrics.iter().filter_map(|m| m.problem()).collect(),
+        })
+    }
+
+    fn render(&self, r: &crate::state::RetentionView) -> maud::Markup {
+        let mb = |b: u64| format!("{:.1} MB", b as f64 / 1e6);
+        let days = |d: u32| {
+            if d == 0 {
+                "forever".to_owned()
+            } else {
+                format!("{d} days")
+            }
+        };
+        let budget = (r.max_size_mb > 0).then(|| r.max_size_mb.saturating_mul(1_000_000));
+        html! {
+            h2 { "Storage" }
+            table.storage {
+                tr { th { "Database on disk" } td { (mb(self.on_disk)) } }
+                tr {
+                    th { "Data in use" }
+                    td {
+                        @match (self.used, budget) {
+                            (Some(u), Some(b)) => {
+                                (mb(u)) " of a " (mb(b)) " budget "
+                                meter min="0" max=(b) high=(b * 9 / 10) value=(u.min(b)) title=(format!("{:.0} %", u as f64 * 100.0 / b as f64)) {}
+                            }
+                            (Some(u), None) => { (mb(u)) " (no disk budget: retention.max_size_mb)" }
+                            (None, _) => { "not measured for this database" }
+                        }
+                    }
+                }
+                tr { th { "Oldest data" } td { @match self.oldest { Some(t) => { (human(t)) " UTC" }, None => { "none yet" } } } }
+                tr { th { "Raw messages" } td { (self.raw) " stored, kept " (days(r.raw_days)) } }
+                tr { th { "Sessions and roll-ups" } td { (self.sessions) " sessions stored, kept " (days(r.session_days)) } }
+                tr {
+                    th { "Ingest" }
+                    td {
+                        @if self.problems.is_empty() { "working" }
+                        @for (what, text) in &self.problems { strong { (what) ": " (text) } br; }
+                    }
+                }
+            }
+        }
+    }
 }
