@@ -9,21 +9,8 @@ use std::time::Duration;
 
 use apiary_store::Dimension;
 use chrono::Utc;
-use common::ingest::{add_ident, connect, count, open_store, wait_raw};
+use common::ingest::{add_ident, connect, count, cowrie, open_store, wait_raw};
 use common::*;
-
-fn cowrie(i: usize) -> Vec<u8> {
-    serde_json::json!({
-        "session": format!("{i:012x}"),
-        "peerIP": format!("192.0.2.{}", i % 250 + 1),
-        "peerPort": 40000 + i % 20000, "hostIP": "10.0.0.5", "hostPort": 22,
-        "loggedin": null, "credentials": [[format!("user{}", i % 7), "123456"]],
-        "commands": [], "urls": [], "version": "SSH-2.0-Go", "ttylog": null,
-        "protocol": "ssh"
-    })
-    .to_string()
-    .into_bytes()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_of_a_running_server_is_consistent_and_restores() {

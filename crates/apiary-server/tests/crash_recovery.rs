@@ -6,51 +6,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use apiary_store::{Dimension, Page, SessionFilter, Store};
+use apiary_store::Dimension;
 use chrono::Utc;
-use common::ingest::{add_ident, connect, count, open_store, wait_raw};
+use common::ingest::{add_ident, connect, count, cowrie, open_store, usernames_in_rows, wait_raw};
 use common::*;
-
-const USERS: [&str; 7] = ["root", "admin", "pi", "ubuntu", "oracle", "test", "guest"];
-
-fn cowrie(i: usize) -> Vec<u8> {
-    serde_json::json!({
-        "session": format!("{i:012x}"),
-        "peerIP": format!("198.51.{}.{}", (i / 250) % 250, i % 250 + 1),
-        "peerPort": 40000 + i % 20000, "hostIP": "10.0.0.5", "hostPort": 22,
-        "loggedin": null, "credentials": [[USERS[i % USERS.len()], "hunter2"]],
-        "commands": [], "urls": [], "version": "SSH-2.0-Go", "ttylog": null,
-        "protocol": "ssh"
-    })
-    .to_string()
-    .into_bytes()
-}
-
-/// Sessions per username, from the stored rows.
-async fn usernames_in_rows(store: &Arc<dyn Store>) -> (u64, BTreeMap<String, u64>) {
-    let mut by_user = BTreeMap::new();
-    let mut total = 0;
-    let mut page = Page::first(Page::MAX);
-    loop {
-        let (rows, next) = store
-            .sessions(SessionFilter::default(), page)
-            .await
-            .unwrap();
-        for s in &rows {
-            total += 1;
-            for c in &s.details.credentials {
-                *by_user.entry(c.username.clone()).or_default() += 1;
-            }
-        }
-        match next {
-            Some(c) => page = Page::after(Page::MAX, c),
-            None => return (total, by_user),
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn committed_events_survive_kill_9_with_roll_ups_exact() {
@@ -106,7 +67,7 @@ async fn committed_events_survive_kill_9_with_roll_ups_exact() {
     let store = open_store(server.data_dir()).await;
     let raw = count(&*store, "raw_messages").await;
     assert_eq!(raw, committed_before, "nothing committed was lost");
-    let (rows, by_user) = usernames_in_rows(&store).await;
+    let (rows, by_user) = usernames_in_rows(&*store).await;
     assert_eq!(rows, raw, "every stored message has its session");
     assert_eq!(count(&*store, "sessions").await, rows);
     // The roll-ups count exactly what is stored.

@@ -13,7 +13,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use common::ingest::{add_ident, connect, count, open_store, wait_raw};
+use common::ingest::{
+    add_ident, connect, count, cowrie_with_commands, metric, open_store, wait_raw,
+};
 use common::*;
 
 /// A tmpfs mounted on a directory, unmounted on drop (after the server using it is gone:
@@ -67,25 +69,7 @@ impl Drop for Tmpfs {
 /// A cowrie.sessions payload padded to about 2 KB, so the disk fills after a few
 /// thousand events.
 fn cowrie(i: usize) -> Vec<u8> {
-    serde_json::json!({
-        "session": format!("{i:012x}"),
-        "peerIP": format!("203.0.{}.{}", (i / 250) % 250, i % 250 + 1),
-        "peerPort": 40000 + i % 20000, "hostIP": "10.0.0.5", "hostPort": 22,
-        "loggedin": null, "credentials": [["root", format!("pw-{i}")]],
-        "commands": [format!("echo {}", "x".repeat(1_500))], "urls": [],
-        "version": "SSH-2.0-Go", "ttylog": null, "protocol": "ssh"
-    })
-    .to_string()
-    .into_bytes()
-}
-
-fn metric(server: &TestServer, name: &str) -> Option<u64> {
-    let (status, body) = http_get(server.http, "/metrics");
-    assert_eq!(status, 200, "/metrics answers while the disk is full");
-    body.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|v| v as u64)
+    cowrie_with_commands(i, &[format!("echo {}", "x".repeat(1_500))])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,7 +113,7 @@ async fn a_full_disk_slows_ingest_and_loses_nothing() {
     // Stuck, not crashed: the server answers, counts the failures and stores nothing more.
     let stuck = count(&*store, "raw_messages").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(metric(&server, "apiary_ingest_commit_failures_total").unwrap_or(0) >= 1);
+    assert!(metric(&server, "apiary_ingest_commit_failures_total").unwrap_or(0.0) >= 1.0);
     let still = count(&*store, "raw_messages").await;
     assert_eq!(still, stuck, "nothing commits while the disk is full");
     assert!(
@@ -155,8 +139,8 @@ async fn a_full_disk_slows_ingest_and_loses_nothing() {
         !body.contains("disk is full"),
         "no internals unauthenticated: {body}"
     );
-    let failing = metric(&server, "apiary_ingest_commit_failing_seconds").unwrap_or(0);
-    assert!(failing >= 10, "{failing}");
+    let failing = metric(&server, "apiary_ingest_commit_failing_seconds").unwrap_or(0.0);
+    assert!(failing >= 10.0, "{failing}");
 
     // Space again: everything published arrives, once.
     let started = Instant::now();
@@ -181,7 +165,7 @@ async fn a_full_disk_slows_ingest_and_loses_nothing() {
     assert_eq!(status, 200, "healthy again: {body}");
     assert_eq!(
         metric(&server, "apiary_ingest_commit_failing_seconds"),
-        Some(0)
+        Some(0.0)
     );
     // And the server goes on: a last message after the recovery.
     client

@@ -10,26 +10,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use apiary_store::{Dimension, Page, SessionFilter};
+use apiary_store::Dimension;
 use apiary_testdata::pg::{scoped_url, terminate_sessions, PgSchema};
 use chrono::Utc;
-use common::ingest::{connect, count, wait_raw};
+use common::ingest::{connect, count, cowrie, metric, usernames_in_rows, wait_raw};
 use common::*;
-
-const USERS: [&str; 5] = ["root", "admin", "pi", "ubuntu", "oracle"];
-
-fn cowrie(i: usize) -> Vec<u8> {
-    serde_json::json!({
-        "session": format!("{i:012x}"),
-        "peerIP": format!("198.51.{}.{}", (i / 250) % 250, i % 250 + 1),
-        "peerPort": 40000 + i % 20000, "hostIP": "10.0.0.5", "hostPort": 22,
-        "loggedin": null, "credentials": [[USERS[i % USERS.len()], "hunter2"]],
-        "commands": [], "urls": [], "version": "SSH-2.0-Go", "ttylog": null,
-        "protocol": "ssh"
-    })
-    .to_string()
-    .into_bytes()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_on_postgres_survives_dropped_connections() {
@@ -125,25 +110,7 @@ async fn ingest_on_postgres_survives_dropped_connections() {
     );
 
     // Exact counts, not the counters the store keeps: nothing was stored twice.
-    let mut rows = 0u64;
-    let mut by_user = std::collections::BTreeMap::<String, u64>::new();
-    let mut page = Page::first(Page::MAX);
-    loop {
-        let (batch, next) = store
-            .sessions(SessionFilter::default(), page)
-            .await
-            .unwrap();
-        for s in &batch {
-            rows += 1;
-            for c in &s.details.credentials {
-                *by_user.entry(c.username.clone()).or_default() += 1;
-            }
-        }
-        match next {
-            Some(c) => page = Page::after(Page::MAX, c),
-            None => break,
-        }
-    }
+    let (rows, by_user) = usernames_in_rows(&*store).await;
     assert_eq!(rows, total);
     let (since, until) = (Utc::now() - chrono::Duration::days(1), Utc::now());
     assert_eq!(store.total_sessions(since, until).await.unwrap(), total);
@@ -166,7 +133,7 @@ async fn ingest_on_postgres_survives_dropped_connections() {
         wait_raw(&*store, total + 1, Duration::from_secs(30)).await,
         total + 1
     );
-    let failures = metric(&server, "apiary_ingest_commit_failures_total");
+    let failures = metric(&server, "apiary_ingest_commit_failures_total").unwrap_or(0.0);
     println!(
         "postgres_e2e: {terminated} server connections terminated in {rounds} rounds; \
          {failures} commit attempts failed and were retried; all {total} stored once; \
@@ -175,13 +142,4 @@ async fn ingest_on_postgres_survives_dropped_connections() {
     );
     store.close().await;
     drop(server);
-}
-
-fn metric(server: &TestServer, name: &str) -> u64 {
-    let (status, body) = http_get(server.http, "/metrics");
-    assert_eq!(status, 200);
-    body.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0)
 }

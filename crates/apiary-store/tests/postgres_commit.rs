@@ -7,19 +7,10 @@ use std::time::Duration;
 
 use apiary_store::{Dimension, SessionFilter, Store};
 use apiary_testdata::pg::{CommitFault, FaultyLink};
+use apiary_testdata::stored_rows as stored;
 
 mod common;
 use common::*;
-
-async fn stored(store: &dyn Store, table: &str) -> u64 {
-    store
-        .table_counts()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|(t, _)| t == table)
-        .map_or(0, |(_, n)| n)
-}
 
 async fn store_until_ok(store: &dyn Store, items: &[apiary_store::IngestItem]) -> (u32, u64) {
     let mut failures = 0;

@@ -354,6 +354,17 @@ pub async fn preload(
     Ok(())
 }
 
+/// Rows of `table` as the store counts them (0 for a table it does not list).
+pub async fn stored_rows(store: &dyn Store, table: &str) -> u64 {
+    store
+        .table_counts()
+        .await
+        .expect("table counts")
+        .into_iter()
+        .find(|(t, _)| t == table)
+        .map_or(0, |(_, n)| n)
+}
+
 /// CPU seconds this process has used (user + system, all threads), from
 /// `/proc/self/stat` in USER_HZ ticks (100 per second on Linux); 0 where unreadable.
 pub fn process_cpu_seconds() -> f64 {

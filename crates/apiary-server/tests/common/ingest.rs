@@ -1,13 +1,69 @@
 //! Helpers for tests that publish to a running server and read what it stored: an ident,
-//! an authenticated hpfeeds client, the store opened beside the server, counts.
+//! an authenticated hpfeeds client, payloads, the store opened beside the server, counts.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use apiary_store::Store;
+use apiary_store::{Page, SessionFilter, Store};
 
-use super::{admin, TestServer};
+use super::{admin, http_get, TestServer};
+
+const USERS: [&str; 7] = ["root", "admin", "pi", "ubuntu", "oracle", "test", "guest"];
+
+/// The `i`th of a stream of distinct cowrie.sessions payloads (one login each, seven
+/// usernames in turn).
+pub fn cowrie(i: usize) -> Vec<u8> {
+    cowrie_with_commands(i, &[])
+}
+
+/// [`cowrie`] with these commands run in the session (to make payloads bigger).
+pub fn cowrie_with_commands(i: usize, commands: &[String]) -> Vec<u8> {
+    serde_json::json!({
+        "session": format!("{i:012x}"),
+        "peerIP": format!("198.51.{}.{}", (i / 250) % 250, i % 250 + 1),
+        "peerPort": 40000 + i % 20000, "hostIP": "10.0.0.5", "hostPort": 22,
+        "loggedin": null, "credentials": [[USERS[i % USERS.len()], "hunter2"]],
+        "commands": commands, "urls": [], "version": "SSH-2.0-Go", "ttylog": null,
+        "protocol": "ssh"
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Sessions stored and sessions per username, read from the rows (not the counters or
+/// roll-ups a test compares them with).
+pub async fn usernames_in_rows(store: &dyn Store) -> (u64, BTreeMap<String, u64>) {
+    let mut by_user = BTreeMap::new();
+    let mut total = 0;
+    let mut page = Page::first(Page::MAX);
+    loop {
+        let (rows, next) = store
+            .sessions(SessionFilter::default(), page)
+            .await
+            .unwrap();
+        for s in &rows {
+            total += 1;
+            for c in &s.details.credentials {
+                *by_user.entry(c.username.clone()).or_default() += 1;
+            }
+        }
+        match next {
+            Some(c) => page = Page::after(Page::MAX, c),
+            None => return (total, by_user),
+        }
+    }
+}
+
+/// One un-labelled figure from the server's `/metrics`.
+pub fn metric(server: &TestServer, name: &str) -> Option<f64> {
+    let (status, body) = http_get(server.http, "/metrics");
+    assert_eq!(status, 200, "/metrics answers");
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
 
 /// Adds `ident` with `secret`, allowed to publish to `channels` (comma-separated).
 pub fn add_ident(server: &TestServer, ident: &str, secret: &str, channels: &str) {
@@ -54,15 +110,7 @@ pub async fn open_store(dir: &Path) -> Arc<dyn Store> {
 }
 
 /// Rows of `table` as the store counts them.
-pub async fn count(store: &dyn Store, table: &str) -> u64 {
-    store
-        .table_counts()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|(t, _)| t == table)
-        .map_or(0, |(_, n)| n)
-}
+pub use apiary_testdata::stored_rows as count;
 
 /// Waits until at least `want` raw messages are stored; returns how many there are.
 pub async fn wait_raw(store: &dyn Store, want: u64, timeout: Duration) -> u64 {
