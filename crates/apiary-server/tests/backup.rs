@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use apiary_store::Dimension;
 use chrono::Utc;
-use common::ingest::{add_ident, connect, count, cowrie, open_store, wait_raw};
+use common::ingest::{add_ident, connect, count, cowrie, open_store, publish_committed, wait_raw};
 use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -18,15 +18,8 @@ async fn backup_of_a_running_server_is_consistent_and_restores() {
     add_ident(&server, "sensor-a", "s3cret", "cowrie.sessions");
     let mut client = connect(&server, "sensor-a", "s3cret").await;
     const FIRST: usize = 2_000;
-    for i in 0..FIRST {
-        client.publish("cowrie.sessions", cowrie(i)).await.unwrap();
-    }
-    client.flush().await.unwrap();
     let live = open_store(server.data_dir()).await;
-    assert_eq!(
-        wait_raw(&*live, FIRST as u64, Duration::from_secs(60)).await,
-        FIRST as u64
-    );
+    publish_committed(&mut client, &*live, FIRST).await;
 
     // Back up while more streams in.
     const MORE: usize = 40_000;

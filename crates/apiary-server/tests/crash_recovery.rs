@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use apiary_store::Dimension;
 use chrono::Utc;
-use common::ingest::{add_ident, connect, count, cowrie, open_store, usernames_in_rows, wait_raw};
+use common::ingest::{
+    add_ident, connect, count, cowrie, open_store, publish_committed, usernames_in_rows, wait_raw,
+};
 use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,15 +23,8 @@ async fn committed_events_survive_kill_9_with_roll_ups_exact() {
 
     // A first part, all committed.
     const FIRST: usize = 1_000;
-    for i in 0..FIRST {
-        client.publish("cowrie.sessions", cowrie(i)).await.unwrap();
-    }
-    client.flush().await.unwrap();
     let store = open_store(server.data_dir()).await;
-    assert_eq!(
-        wait_raw(&*store, FIRST as u64, Duration::from_secs(60)).await,
-        FIRST as u64
-    );
+    publish_committed(&mut client, &*store, FIRST).await;
 
     // A second part still streaming in when the server is killed.
     let publisher = tokio::spawn(async move {

@@ -112,6 +112,19 @@ pub async fn open_store(dir: &Path) -> Arc<dyn Store> {
 /// Rows of `table` as the store counts them.
 pub use apiary_testdata::stored_rows as count;
 
+/// Publishes [`cowrie`] payloads `0..n` and waits until the store holds `n` raw messages.
+pub async fn publish_committed(client: &mut hpfeeds::Client, store: &dyn Store, n: usize) {
+    for i in 0..n {
+        client.publish("cowrie.sessions", cowrie(i)).await.unwrap();
+    }
+    client.flush().await.unwrap();
+    assert_eq!(
+        wait_raw(store, n as u64, Duration::from_secs(60)).await,
+        n as u64,
+        "all {n} committed"
+    );
+}
+
 /// Waits until at least `want` raw messages are stored; returns how many there are.
 pub async fn wait_raw(store: &dyn Store, want: u64, timeout: Duration) -> u64 {
     let deadline = Instant::now() + timeout;
