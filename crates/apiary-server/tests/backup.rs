@@ -65,6 +65,12 @@ async fn backup_of_a_running_server_is_consistent_and_restores() {
     copy.close().await;
     drop(copy);
 
+    // Nothing to back up where there is no database (and none is created).
+    let empty = tempfile::tempdir().unwrap();
+    let (ok, _, err) = admin(empty.path(), &["backup", file_arg]);
+    assert!(!ok && err.contains("no database at"), "{err}");
+    assert!(!empty.path().join("apiary.db").exists());
+
     // Never over an existing file.
     let (ok, out, err) = admin(server.data_dir(), &["backup", file_arg]);
     assert!(!ok, "{out}{err}");

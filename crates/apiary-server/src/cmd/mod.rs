@@ -71,6 +71,14 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Backup { common, file } => {
             let settings = load(&common, &common.overrides())?;
+            // Opening would create an empty database where none is: say so instead.
+            if let Some(path) = settings.database_url().strip_prefix("sqlite://") {
+                if !std::path::Path::new(path).exists() {
+                    anyhow::bail!(
+                        "no database at {path} to back up (check --data-dir or --database-url)"
+                    );
+                }
+            }
             let store = open_store(&settings).await?;
             let r = data::backup(store.clone(), &file).await;
             store.close().await;
