@@ -124,10 +124,17 @@ async fn prune_to_budget(
     let target = (budget as f64 * BUDGET_LOW_WATER) as u64;
     let newest_hour = chrono::Utc::now() - chrono::Duration::hours(1);
     let (mut used, mut up_to, mut logged) = (before, None, std::time::Instant::now());
+    let mut last_oldest = None;
     while used > target && !shutdown.is_cancelled() {
         let Some(oldest) = store.oldest_data().await? else {
             break;
         };
+        // Never spin on an hour that pruning did not move past.
+        if last_oldest == Some(oldest) {
+            warn!(%oldest, "disk budget: pruning made no progress; stopping this pass");
+            break;
+        }
+        last_oldest = Some(oldest);
         let hour = oldest
             .duration_trunc(chrono::Duration::hours(1))
             .unwrap_or(oldest);
