@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use apiary_store::Dimension;
 use chrono::Utc;
-use common::ingest::{add_ident, connect, count, cowrie, open_store, publish_committed, wait_raw};
+use common::ingest::{
+    add_ident, connect, count, cowrie, one_more_is_stored, open_store, publish_committed, wait_raw,
+};
 use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,14 +91,7 @@ async fn backup_of_a_running_server_is_consistent_and_restores() {
     assert_eq!(count(&*store, "raw_messages").await, raw);
     assert_eq!(store.total_sessions(since, until).await.unwrap(), sessions);
     let mut c = connect(&second, "sensor-a", "s3cret").await;
-    c.publish("cowrie.sessions", cowrie(total as usize))
-        .await
-        .unwrap();
-    c.flush().await.unwrap();
-    assert_eq!(
-        wait_raw(&*store, raw + 1, Duration::from_secs(30)).await,
-        raw + 1
-    );
+    one_more_is_stored(&mut c, &*store, raw, cowrie(total as usize)).await;
     println!("backup: {raw} of {total} messages in the snapshot, restored and ingesting");
     store.close().await;
     live.close().await;

@@ -11,7 +11,8 @@ use std::time::Duration;
 use apiary_store::Dimension;
 use chrono::Utc;
 use common::ingest::{
-    add_ident, connect, count, cowrie, open_store, publish_committed, usernames_in_rows, wait_raw,
+    add_ident, connect, count, cowrie, one_more_is_stored, open_store, publish_committed,
+    usernames_in_rows, wait_raw,
 };
 use common::*;
 
@@ -84,12 +85,5 @@ async fn committed_events_survive_kill_9_with_roll_ups_exact() {
 
     // Ingest resumes.
     let mut c = connect(&server, "sensor-a", "s3cret").await;
-    c.publish("cowrie.sessions", cowrie(FIRST + 300_000))
-        .await
-        .unwrap();
-    c.flush().await.unwrap();
-    assert_eq!(
-        wait_raw(&*store, raw + 1, Duration::from_secs(30)).await,
-        raw + 1
-    );
+    one_more_is_stored(&mut c, &*store, raw, cowrie(FIRST + 300_000)).await;
 }

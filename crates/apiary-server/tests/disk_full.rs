@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use common::ingest::{
-    add_ident, connect, count, cowrie_with_commands, metric, open_store, wait_raw,
+    add_ident, connect, count, cowrie_with_commands, metric, one_more_is_stored, open_store,
+    wait_raw,
 };
 use common::*;
 
@@ -168,15 +169,7 @@ async fn a_full_disk_slows_ingest_and_loses_nothing() {
         Some(0.0)
     );
     // And the server goes on: a last message after the recovery.
-    client
-        .publish("cowrie.sessions", cowrie(SENT))
-        .await
-        .unwrap();
-    client.flush().await.unwrap();
-    assert_eq!(
-        wait_raw(&*store, SENT as u64 + 1, Duration::from_secs(30)).await,
-        SENT as u64 + 1
-    );
+    one_more_is_stored(&mut client, &*store, SENT as u64, cowrie(SENT)).await;
     println!(
         "disk_full: stuck at {stuck} of {SENT} stored with the disk full; all {SENT} stored \
          {:.1} s after it grew",

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use apiary_store::Dimension;
 use apiary_testdata::pg::{scoped_url, terminate_sessions, PgSchema};
 use chrono::Utc;
-use common::ingest::{connect, count, cowrie, metric, usernames_in_rows, wait_raw};
+use common::ingest::{
+    connect, count, cowrie, metric, one_more_is_stored, usernames_in_rows, wait_raw,
+};
 use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,15 +126,7 @@ async fn ingest_on_postgres_survives_dropped_connections() {
 
     // The server goes on with fresh connections.
     let started = Instant::now();
-    client
-        .publish("cowrie.sessions", cowrie(FIRST + SECOND))
-        .await
-        .unwrap();
-    client.flush().await.unwrap();
-    assert_eq!(
-        wait_raw(&*store, total + 1, Duration::from_secs(30)).await,
-        total + 1
-    );
+    one_more_is_stored(&mut client, &*store, total, cowrie(FIRST + SECOND)).await;
     let failures = metric(&server, "apiary_ingest_commit_failures_total").unwrap_or(0.0);
     println!(
         "postgres_e2e: {terminated} server connections terminated in {rounds} rounds; \

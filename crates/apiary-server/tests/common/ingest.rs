@@ -125,6 +125,23 @@ pub async fn publish_committed(client: &mut hpfeeds::Client, store: &dyn Store, 
     );
 }
 
+/// Publishes one more message with `client` and waits until it is stored after the
+/// `stored` already there: ingest goes on.
+pub async fn one_more_is_stored(
+    client: &mut hpfeeds::Client,
+    store: &dyn Store,
+    stored: u64,
+    payload: Vec<u8>,
+) {
+    client.publish("cowrie.sessions", payload).await.unwrap();
+    client.flush().await.unwrap();
+    assert_eq!(
+        wait_raw(store, stored + 1, Duration::from_secs(30)).await,
+        stored + 1,
+        "ingest goes on"
+    );
+}
+
 /// Waits until at least `want` raw messages are stored; returns how many there are.
 pub async fn wait_raw(store: &dyn Store, want: u64, timeout: Duration) -> u64 {
     let deadline = Instant::now() + timeout;
