@@ -6,7 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use apiary_store::{Page, SessionFilter, Store};
+use apiary_store::{Dimension, Page, SessionFilter, Store};
+use chrono::Utc;
 
 use super::{admin, http_get, TestServer};
 
@@ -54,6 +55,27 @@ pub async fn usernames_in_rows(store: &dyn Store) -> (u64, BTreeMap<String, u64>
             None => return (total, by_user),
         }
     }
+}
+
+/// Checks the store's roll-ups against its rows: the last day's session total and the
+/// sessions per username equal what [`usernames_in_rows`] counts one by one. Returns the
+/// number of sessions.
+pub async fn assert_roll_ups_match_rows(store: &dyn Store, context: &str) -> u64 {
+    let (rows, by_user) = usernames_in_rows(store).await;
+    let (since, until) = (Utc::now() - chrono::Duration::days(1), Utc::now());
+    assert_eq!(
+        store.total_sessions(since, until).await.unwrap(),
+        rows,
+        "{context}: the session total"
+    );
+    let top: BTreeMap<String, u64> = store
+        .top(Dimension::Username, since, until, 1_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(top, by_user, "{context}: sessions per username");
+    rows
 }
 
 /// One un-labelled figure from the server's `/metrics`.
