@@ -15,7 +15,8 @@
 //! 2. Live: a broker on 127.0.0.1:0, the server's ingest pipeline on its in-process
 //!    subscription, and P publisher connections (default 4) publishing realistic payloads
 //!    with varied public source addresses for S seconds (default 60). Prints committed
-//!    events per second every 5 s and the sustained rate.
+//!    events per second every 5 s and the sustained rate. `--seconds 0` skips this step and
+//!    the next: the queries of step 4 on the database `--dir` holds.
 //! 3. Reference: a plain rusqlite bulk insert of the same session rows into a bare table
 //!    (same columns, no indexes, no raw messages, no roll-ups, same batch size); then the
 //!    floor of what is kept per event: each of those rows preceded by its raw message
@@ -24,7 +25,8 @@
 //!
 //! Nothing is asserted; only figures are printed.
 
-use std::path::PathBuf;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
@@ -41,12 +43,90 @@ use apiary_testdata::{
     BoxError, PreloadSpec,
 };
 use bytes::Bytes;
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use tokio_util::sync::CancellationToken;
 
 /// The server's allocator (see `src/main.rs`), so the figures are the server's.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Live ingest over TCP for `--seconds`, then the plain-insert reference and the floor on
+/// the same rows; returns the sessions stored after the live run.
+async fn live_and_references(
+    store: &Arc<dyn Store>,
+    geo: &Arc<GeoDb>,
+    pool: &[Ipv4Addr],
+    a: &Args,
+    dir: &Path,
+    now: DateTime<Utc>,
+    before: u64,
+) -> Result<u64, BoxError> {
+    // 2. Live ingest over TCP.
+    let payloads = Arc::new(live_payloads(pool, 200_000, a.publishers));
+    println!("live: {} publishers for {} s", a.publishers, a.seconds);
+    let result = live(store.clone(), geo.clone(), payloads.clone(), a).await?;
+    let after = store
+        .total_sessions(now - Duration::days(3650), Utc::now() + Duration::hours(2))
+        .await?;
+    println!(
+        "live: {} events committed during the window; sustained {:.0} events/s over the last {:.0} s; \
+         {:.1} µs of process CPU per event; sessions stored {before} -> {after}; load average {}",
+        result.committed,
+        result.sustained,
+        result.warm_window,
+        result.cpu_us_per_event,
+        load_average()
+    );
+
+    // 3. Reference: the same rows, plain rusqlite, bare table.
+    let metrics = IngestMetrics::default();
+    let items: Vec<IngestItem> = payloads
+        .iter()
+        .map(|(s, ch, body)| {
+            let raw = RawEvent {
+                id: None,
+                channel: (*ch).into(),
+                ident: format!("bench-{s:02}"),
+                received_at: Utc::now(),
+                payload: body.clone(),
+            };
+            process(raw, geo, &metrics)
+        })
+        .collect();
+    let n_ref = (result.committed as usize).clamp(100_000, 5_000_000);
+    let items = Arc::new(items);
+    let mut rates = [0.0; 2];
+    for (with_raw, rate_out) in [false, true].into_iter().zip(&mut rates) {
+        let ref_db = dir.join("reference.db");
+        // A reference left in --dir by an earlier run would make the bare tables exist.
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", ref_db.display()));
+        }
+        let (batch, items) = (a.batch, items.clone());
+        let ref_time =
+            tokio::task::spawn_blocking(move || reference(&ref_db, &items, n_ref, batch, with_raw))
+                .await??;
+        *rate_out = rate(n_ref as u64, ref_time);
+    }
+    let [ref_rate, floor_rate] = rates;
+    println!(
+        "reference: plain rusqlite bulk insert of {n_ref} of the same session rows (bare table, \
+         batch {}): {ref_rate:.0} rows/s; load average {}",
+        a.batch,
+        load_average()
+    );
+    println!(
+        "floor: each session row preceded by its raw message (two bare tables, no index, one \
+         thread): {floor_rate:.0} events/s"
+    );
+    println!(
+        "ratio end-to-end / reference: {:.2}; end-to-end / floor: {:.2}",
+        result.sustained / ref_rate,
+        result.sustained / floor_rate
+    );
+
+    Ok(after)
+}
 
 struct Args {
     sessions: usize,
@@ -381,69 +461,12 @@ async fn main() -> Result<(), BoxError> {
         load_average()
     );
 
-    // 2. Live ingest over TCP.
-    let payloads = Arc::new(live_payloads(&pool, 200_000, a.publishers));
-    println!("live: {} publishers for {} s", a.publishers, a.seconds);
-    let result = live(store.clone(), geo.clone(), payloads.clone(), &a).await?;
-    let after = store
-        .total_sessions(now - Duration::days(3650), Utc::now() + Duration::hours(2))
-        .await?;
-    println!(
-        "live: {} events committed during the window; sustained {:.0} events/s over the last {:.0} s; \
-         {:.1} µs of process CPU per event; sessions stored {before} -> {after}; load average {}",
-        result.committed,
-        result.sustained,
-        result.warm_window,
-        result.cpu_us_per_event,
-        load_average()
-    );
-
-    // 3. Reference: the same rows, plain rusqlite, bare table.
-    let metrics = IngestMetrics::default();
-    let items: Vec<IngestItem> = payloads
-        .iter()
-        .map(|(s, ch, body)| {
-            let raw = RawEvent {
-                id: None,
-                channel: (*ch).into(),
-                ident: format!("bench-{s:02}"),
-                received_at: Utc::now(),
-                payload: body.clone(),
-            };
-            process(raw, &geo, &metrics)
-        })
-        .collect();
-    let n_ref = (result.committed as usize).clamp(100_000, 5_000_000);
-    let items = Arc::new(items);
-    let mut rates = [0.0; 2];
-    for (with_raw, rate_out) in [false, true].into_iter().zip(&mut rates) {
-        let ref_db = dir.join("reference.db");
-        // A reference left in --dir by an earlier run would make the bare tables exist.
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", ref_db.display()));
-        }
-        let (batch, items) = (a.batch, items.clone());
-        let ref_time =
-            tokio::task::spawn_blocking(move || reference(&ref_db, &items, n_ref, batch, with_raw))
-                .await??;
-        *rate_out = rate(n_ref as u64, ref_time);
-    }
-    let [ref_rate, floor_rate] = rates;
-    println!(
-        "reference: plain rusqlite bulk insert of {n_ref} of the same session rows (bare table, \
-         batch {}): {ref_rate:.0} rows/s; load average {}",
-        a.batch,
-        load_average()
-    );
-    println!(
-        "floor: each session row preceded by its raw message (two bare tables, no index, one \
-         thread): {floor_rate:.0} events/s"
-    );
-    println!(
-        "ratio end-to-end / reference: {:.2}; end-to-end / floor: {:.2}",
-        result.sustained / ref_rate,
-        result.sustained / floor_rate
-    );
+    // 2-3. Live ingest over TCP and the references (`--seconds 0`: queries only).
+    let after = if a.seconds > 0 {
+        live_and_references(&store, &geo, &pool, &a, &dir, now, before).await?
+    } else {
+        before
+    };
 
     // 4. Queries over the last 24 h at this size.
     let until = Utc::now();

@@ -36,7 +36,13 @@ pub(super) const ALIAS: &str = "ru";
 const SOURCE: &str = "src";
 
 /// The roll-up file's schema, all `IF NOT EXISTS` (applied on every open). The tables are
-/// those of the main file's migrations 0001 and 0007, which move here.
+/// those of the main file's migrations 0001, 0003 and 0007, which move here.
+///
+/// No index by value: no query reads the hourly rows by value across hours (per-value
+/// series probe the primary key hour by hour), and migration 0003 dropped it for ingest
+/// speed. Files made before it was noticed that the move had brought it back lose it on
+/// open: it cost every source-address, credential and ASN increment a second B-tree insert
+/// and every pruned hour a random page per value.
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS {s}.rollup_hourly (
         dim   INTEGER NOT NULL,
@@ -45,7 +51,7 @@ const SCHEMA: &str = "
         count INTEGER NOT NULL,
         PRIMARY KEY (dim, hour, value)
     ) WITHOUT ROWID;
-    CREATE INDEX IF NOT EXISTS {s}.rollup_hourly_value ON rollup_hourly (dim, value, hour);
+    DROP INDEX IF EXISTS {s}.rollup_hourly_value;
     CREATE TABLE IF NOT EXISTS {s}.rollup_window (
         dim   INTEGER NOT NULL,
         value TEXT NOT NULL,
@@ -380,5 +386,37 @@ mod tests {
             path_for(Path::new("/var/lib/apiary/apiary.db")),
             PathBuf::from("/var/lib/apiary/apiary.db-rollups")
         );
+    }
+
+    #[test]
+    fn an_old_rollup_file_loses_the_value_index_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("apiary.db");
+        {
+            let old = Connection::open(path_for(&main)).unwrap();
+            old.execute_batch(
+                "CREATE TABLE rollup_hourly (dim INTEGER NOT NULL, hour INTEGER NOT NULL,
+                     value TEXT NOT NULL, count INTEGER NOT NULL,
+                     PRIMARY KEY (dim, hour, value)) WITHOUT ROWID;
+                 CREATE INDEX rollup_hourly_value ON rollup_hourly (dim, value, hour);
+                 INSERT INTO rollup_hourly VALUES (4, 7, '192.0.2.1', 3);",
+            )
+            .unwrap();
+        }
+        let c = open_writer(&main).unwrap();
+        let indexes: i64 = c
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'rollup_hourly_value'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 0);
+        let n: i64 = c
+            .query_row("SELECT count FROM rollup_hourly WHERE hour = 7", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(n, 3);
     }
 }
