@@ -1,6 +1,7 @@
-//! Publishes cowrie.sessions events to a running server for a while, flat out or at a
-//! rate, to watch how ingest behaves beside something else (a retention or disk-budget
-//! pass, a backup):
+//! Publishes the benchmarks' realistic mix (cowrie.sessions and dionaea.connections from
+//! 50,000 source addresses, stamped now) to a running server for a while, flat out or at
+//! a rate, to watch how ingest behaves beside something else (a retention or disk-budget
+//! pass, a backup). The ident must be allowed to publish to both channels:
 //!
 //! ```text
 //! cargo run --release -p apiary-server --example publish_load -- \
@@ -12,9 +13,8 @@
 
 use std::time::{Duration, Instant};
 
-use apiary_testdata::address_pool;
-
-const USERS: [&str; 5] = ["root", "admin", "pi", "ubuntu", "oracle"];
+use apiary_testdata::{address_pool, payload, sensor_ip, Rng};
+use chrono::Utc;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -31,21 +31,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut client = hpfeeds::Client::connect(opts).await?;
     client.check_auth(Duration::from_secs(2)).await?;
     let pool = address_pool(50_000, 0x10ad);
+    let mut rng = Rng::seeded(0x10ad);
     let (start, mut last) = (Instant::now(), Instant::now());
     let (mut n, mut at_last) = (0usize, 0usize);
     while start.elapsed() < Duration::from_secs(seconds) {
         for _ in 0..100 {
-            let payload = serde_json::json!({
-                "session": format!("{n:012x}"),
-                "peerIP": pool[n % pool.len()].to_string(),
-                "peerPort": 40000 + n % 20000, "hostIP": "10.0.0.5", "hostPort": 22,
-                "loggedin": null, "credentials": [[USERS[n % USERS.len()], "hunter2"]],
-                "commands": [], "urls": [], "version": "SSH-2.0-Go", "ttylog": null,
-                "protocol": "ssh"
-            });
-            client
-                .publish("cowrie.sessions", payload.to_string().into_bytes())
-                .await?;
+            let (channel, body) = payload(&mut rng, &pool, sensor_ip(0), Utc::now());
+            client.publish(channel, body.into_bytes()).await?;
             n += 1;
         }
         if let Some(rate) = rate {
