@@ -75,6 +75,7 @@ contract!(
     free_text_search,
     top_sources_exact,
     retention,
+    ingest_goes_on_during_a_prune,
     hostile_strings,
     side_records,
     sensors_crud,
@@ -1115,6 +1116,52 @@ async fn retention(store: Arc<dyn Store>) {
     assert_eq!(
         store.prune(None, None, 10).await.unwrap(),
         Default::default()
+    );
+}
+
+/// A retention pass is many short transactions: a batch inserted while one runs is
+/// committed before the pass ends, and both end as if they had run one after the other.
+async fn ingest_goes_on_during_a_prune(store: Arc<dyn Store>) {
+    let old = insert_sessions(&store, &gen_sessions(23, 300, 48), 100).await;
+    let horizon = base() + Duration::hours(48);
+    let mut new = gen_sessions(24, 50, 2);
+    for s in &mut new {
+        s.timestamp += Duration::hours(100);
+    }
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // One row per transaction: hundreds of them, so the pass is still going when the
+    // batch below asks for the writer.
+    let pass = tokio::spawn({
+        let (store, done) = (store.clone(), done.clone());
+        async move {
+            let r = store.prune(Some(horizon), Some(horizon), 1).await.unwrap();
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            r
+        }
+    });
+    while store.oldest_data().await.unwrap() == old.iter().map(|s| s.timestamp).min() {
+        tokio::task::yield_now().await;
+    }
+    let raw_ids = store.insert_batch(items_for(&new)).await.unwrap().raw_ids;
+    assert!(
+        !done.load(std::sync::atomic::Ordering::SeqCst),
+        "the batch waited for the whole pass"
+    );
+    let r = pass.await.unwrap();
+    assert_eq!(r.sessions as usize, old.len());
+    assert_eq!(r.raw as usize, old.len());
+    let (rows, _) = store
+        .sessions(SessionFilter::default(), Page::first(Page::MAX))
+        .await
+        .unwrap();
+    let mut got: Vec<i64> = rows.iter().filter_map(|s| s.raw_id).collect();
+    got.sort_unstable();
+    assert_eq!(got, raw_ids, "exactly the batch is left");
+    let (since, until) = (base(), base() + Duration::hours(200));
+    assert_eq!(
+        store.total_sessions(since, until).await.unwrap(),
+        new.len() as u64,
+        "the roll-ups count the batch and nothing pruned"
     );
 }
 
