@@ -50,84 +50,6 @@ use tokio_util::sync::CancellationToken;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Live ingest over TCP for `--seconds`, then the plain-insert reference and the floor on
-/// the same rows; returns the sessions stored after the live run.
-async fn live_and_references(
-    store: &Arc<dyn Store>,
-    geo: &Arc<GeoDb>,
-    pool: &[Ipv4Addr],
-    a: &Args,
-    dir: &Path,
-    now: DateTime<Utc>,
-    before: u64,
-) -> Result<u64, BoxError> {
-    // 2. Live ingest over TCP.
-    let payloads = Arc::new(live_payloads(pool, 200_000, a.publishers));
-    println!("live: {} publishers for {} s", a.publishers, a.seconds);
-    let result = live(store.clone(), geo.clone(), payloads.clone(), a).await?;
-    let after = store
-        .total_sessions(now - Duration::days(3650), Utc::now() + Duration::hours(2))
-        .await?;
-    println!(
-        "live: {} events committed during the window; sustained {:.0} events/s over the last {:.0} s; \
-         {:.1} µs of process CPU per event; sessions stored {before} -> {after}; load average {}",
-        result.committed,
-        result.sustained,
-        result.warm_window,
-        result.cpu_us_per_event,
-        load_average()
-    );
-
-    // 3. Reference: the same rows, plain rusqlite, bare table.
-    let metrics = IngestMetrics::default();
-    let items: Vec<IngestItem> = payloads
-        .iter()
-        .map(|(s, ch, body)| {
-            let raw = RawEvent {
-                id: None,
-                channel: (*ch).into(),
-                ident: format!("bench-{s:02}"),
-                received_at: Utc::now(),
-                payload: body.clone(),
-            };
-            process(raw, geo, &metrics)
-        })
-        .collect();
-    let n_ref = (result.committed as usize).clamp(100_000, 5_000_000);
-    let items = Arc::new(items);
-    let mut rates = [0.0; 2];
-    for (with_raw, rate_out) in [false, true].into_iter().zip(&mut rates) {
-        let ref_db = dir.join("reference.db");
-        // A reference left in --dir by an earlier run would make the bare tables exist.
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", ref_db.display()));
-        }
-        let (batch, items) = (a.batch, items.clone());
-        let ref_time =
-            tokio::task::spawn_blocking(move || reference(&ref_db, &items, n_ref, batch, with_raw))
-                .await??;
-        *rate_out = rate(n_ref as u64, ref_time);
-    }
-    let [ref_rate, floor_rate] = rates;
-    println!(
-        "reference: plain rusqlite bulk insert of {n_ref} of the same session rows (bare table, \
-         batch {}): {ref_rate:.0} rows/s; load average {}",
-        a.batch,
-        load_average()
-    );
-    println!(
-        "floor: each session row preceded by its raw message (two bare tables, no index, one \
-         thread): {floor_rate:.0} events/s"
-    );
-    println!(
-        "ratio end-to-end / reference: {:.2}; end-to-end / floor: {:.2}",
-        result.sustained / ref_rate,
-        result.sustained / floor_rate
-    );
-
-    Ok(after)
-}
-
 struct Args {
     sessions: usize,
     seconds: u64,
@@ -489,4 +411,82 @@ async fn main() -> Result<(), BoxError> {
     println!("load average {}", load_average());
     store.close().await;
     Ok(())
+}
+
+/// Live ingest over TCP for `--seconds`, then the plain-insert reference and the floor on
+/// the same rows; returns the sessions stored after the live run.
+async fn live_and_references(
+    store: &Arc<dyn Store>,
+    geo: &Arc<GeoDb>,
+    pool: &[Ipv4Addr],
+    a: &Args,
+    dir: &Path,
+    now: DateTime<Utc>,
+    before: u64,
+) -> Result<u64, BoxError> {
+    // 2. Live ingest over TCP.
+    let payloads = Arc::new(live_payloads(pool, 200_000, a.publishers));
+    println!("live: {} publishers for {} s", a.publishers, a.seconds);
+    let result = live(store.clone(), geo.clone(), payloads.clone(), a).await?;
+    let after = store
+        .total_sessions(now - Duration::days(3650), Utc::now() + Duration::hours(2))
+        .await?;
+    println!(
+        "live: {} events committed during the window; sustained {:.0} events/s over the last {:.0} s; \
+         {:.1} µs of process CPU per event; sessions stored {before} -> {after}; load average {}",
+        result.committed,
+        result.sustained,
+        result.warm_window,
+        result.cpu_us_per_event,
+        load_average()
+    );
+
+    // 3. Reference: the same rows, plain rusqlite, bare table.
+    let metrics = IngestMetrics::default();
+    let items: Vec<IngestItem> = payloads
+        .iter()
+        .map(|(s, ch, body)| {
+            let raw = RawEvent {
+                id: None,
+                channel: (*ch).into(),
+                ident: format!("bench-{s:02}"),
+                received_at: Utc::now(),
+                payload: body.clone(),
+            };
+            process(raw, geo, &metrics)
+        })
+        .collect();
+    let n_ref = (result.committed as usize).clamp(100_000, 5_000_000);
+    let items = Arc::new(items);
+    let mut rates = [0.0; 2];
+    for (with_raw, rate_out) in [false, true].into_iter().zip(&mut rates) {
+        let ref_db = dir.join("reference.db");
+        // A reference left in --dir by an earlier run would make the bare tables exist.
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", ref_db.display()));
+        }
+        let (batch, items) = (a.batch, items.clone());
+        let ref_time =
+            tokio::task::spawn_blocking(move || reference(&ref_db, &items, n_ref, batch, with_raw))
+                .await??;
+        *rate_out = rate(n_ref as u64, ref_time);
+    }
+    let [ref_rate, floor_rate] = rates;
+    println!(
+        "reference: plain rusqlite bulk insert of {n_ref} of the same session rows (bare table, \
+         batch {}): {ref_rate:.0} rows/s; load average {}",
+        a.batch,
+        load_average()
+    );
+    println!(
+        "floor: each session row preceded by its raw message (two bare tables, no index, one \
+         thread): {floor_rate:.0} events/s"
+    );
+    println!(
+        "ratio end-to-end / reference: {:.2}; end-to-end / floor: {:.2}",
+        result.sustained / ref_rate,
+        result.sustained / floor_rate
+    );
+
+    Ok(after)
 }

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 
 use apiary_model::{
@@ -1128,14 +1129,14 @@ async fn ingest_goes_on_during_a_prune(store: Arc<dyn Store>) {
     for s in &mut new {
         s.timestamp += Duration::hours(100);
     }
-    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = Arc::new(AtomicBool::new(false));
     // One row per transaction: hundreds of them, so the pass is still going when the
     // batch below asks for the writer.
     let pass = tokio::spawn({
         let (store, done) = (store.clone(), done.clone());
         async move {
             let r = store.prune(Some(horizon), Some(horizon), 1).await.unwrap();
-            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            done.store(true, SeqCst);
             r
         }
     });
@@ -1143,10 +1144,7 @@ async fn ingest_goes_on_during_a_prune(store: Arc<dyn Store>) {
         tokio::task::yield_now().await;
     }
     let raw_ids = store.insert_batch(items_for(&new)).await.unwrap().raw_ids;
-    assert!(
-        !done.load(std::sync::atomic::Ordering::SeqCst),
-        "the batch waited for the whole pass"
-    );
+    assert!(!done.load(SeqCst), "the batch waited for the whole pass");
     let r = pass.await.unwrap();
     assert_eq!(r.sessions as usize, old.len());
     assert_eq!(r.raw as usize, old.len());
