@@ -11,7 +11,7 @@ use crate::types::Dimension;
 /// Roll-up increments of one transaction: (dim code, hour) → value → delta. Nested so that
 /// looking up an existing value borrows instead of allocating a key.
 #[derive(Default)]
-pub(crate) struct Rollups(HashMap<(i64, i64), HashMap<String, i64>>, String);
+pub(crate) struct Rollups(HashMap<(i64, i64), HashMap<String, i64>>);
 
 /// The roll-up dimensions of one session, borrowed from a model value or a stored row.
 pub(crate) struct Dims<'a> {
@@ -77,17 +77,6 @@ impl Rollups {
             if let Some(v) = v {
                 self.add(dim, h, v, delta);
             }
-        }
-        if let Some(ip) = d.source_ip {
-            // Built in a kept buffer: most of a batch's pairs are counted already, and a
-            // lookup by `&str` then allocates nothing.
-            let mut pair = std::mem::take(&mut self.1);
-            pair.clear();
-            pair.push_str(ip);
-            pair.push('\t');
-            pair.push_str(d.honeypot);
-            self.add(Dimension::HoneypotSource, h, &pair, delta);
-            self.1 = pair;
         }
     }
 

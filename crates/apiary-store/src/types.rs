@@ -235,15 +235,11 @@ pub enum Dimension {
     Username,
     /// Password tried (one count per attempt).
     Password,
-    /// Source address and honeypot, as `"<address>\t<honeypot>"` (see
-    /// [`Dimension::honeypot_source`]): the roll-up `Store::top_sources` takes its
-    /// candidates from, so a source's bound is its count on one honeypot, not on all.
-    HoneypotSource,
 }
 
 impl Dimension {
     /// All dimensions, in code order.
-    pub const ALL: [Dimension; 12] = [
+    pub const ALL: [Dimension; 11] = [
         Self::All,
         Self::Honeypot,
         Self::Sensor,
@@ -255,7 +251,6 @@ impl Dimension {
         Self::Signature,
         Self::Username,
         Self::Password,
-        Self::HoneypotSource,
     ];
 
     /// Stable numeric code, as stored. Never renumber.
@@ -272,7 +267,6 @@ impl Dimension {
             Self::Signature => 8,
             Self::Username => 9,
             Self::Password => 10,
-            Self::HoneypotSource => 11,
         }
     }
 
@@ -290,20 +284,7 @@ impl Dimension {
             Self::Signature => "signature",
             Self::Username => "username",
             Self::Password => "password",
-            Self::HoneypotSource => "honeypot_source",
         }
-    }
-
-    /// A [`Dimension::HoneypotSource`] value. An address's text never holds a tab, and a
-    /// tab sorts before every character it does hold, so these values sort by address
-    /// first, as the address texts themselves do.
-    pub fn honeypot_source(source_ip: &str, honeypot: &str) -> String {
-        format!("{source_ip}\t{honeypot}")
-    }
-
-    /// The address and honeypot of a [`Dimension::HoneypotSource`] value.
-    pub fn split_honeypot_source(value: &str) -> Option<(&str, &str)> {
-        value.split_once('\t')
     }
 
     /// Parses [`Dimension::name`].

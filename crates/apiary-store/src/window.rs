@@ -11,11 +11,10 @@ use std::collections::HashMap;
 use crate::types::Dimension;
 
 /// Dimensions kept in the window: the ones whose hourly sums are too slow to read.
-pub(crate) const DIMS: [Dimension; 4] = [
+pub(crate) const DIMS: [Dimension; 3] = [
     Dimension::SourceIp,
     Dimension::Username,
     Dimension::Password,
-    Dimension::HoneypotSource,
 ];
 
 /// Hours before `W` that are still inside the window.

@@ -576,11 +576,6 @@ fn dim_values(d: Dimension, s: &Session) -> Vec<String> {
             .iter()
             .map(|c| c.password.clone())
             .collect(),
-        Dimension::HoneypotSource => s
-            .source_ip
-            .map(|i| Dimension::honeypot_source(&i.to_string(), &s.honeypot))
-            .into_iter()
-            .collect(),
     }
 }
 
@@ -2143,10 +2138,7 @@ async fn postgres_window_kept_by_concurrent_writers() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(
-        windowed, 4,
-        "source address, username, password and (source address, honeypot)"
-    );
+    assert_eq!(windowed, 3, "source address, username and password");
     let (since, until) = (now - Duration::hours(24), now);
     let hour = Duration::hours(1);
     let (lo, hi) = (
@@ -2157,7 +2149,6 @@ async fn postgres_window_kept_by_concurrent_writers() {
         Dimension::SourceIp,
         Dimension::Username,
         Dimension::Password,
-        Dimension::HoneypotSource,
     ] {
         let want = brute_top(&all, d, lo, hi);
         for n in [1, 10, 150, 250, 400] {

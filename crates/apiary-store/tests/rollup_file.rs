@@ -74,42 +74,6 @@ async fn a_crash_between_the_two_commits_is_mended_on_open() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rollup_file_from_before_the_per_honeypot_source_rollup_gains_it_on_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("p.db");
-    let now = chrono::Utc::now();
-    let sessions = recent_sessions(3, 400, now);
-    let store = open_file(&db).await;
-    insert_sessions(&store, &sessions, 100).await;
-    let want = recent_tops(&store, now).await;
-    let pairs = &want
-        .iter()
-        .find(|(d, _)| *d == Dimension::HoneypotSource)
-        .unwrap()
-        .1;
-    assert!(
-        pairs.len() > SOURCES.len(),
-        "addresses seen on several honeypots"
-    );
-    store.close().await;
-
-    // The file as the version before it left it: no rows of the dimension, no version.
-    {
-        let c = Connection::open(rollup_path(&db)).unwrap();
-        let code = Dimension::HoneypotSource.code();
-        c.execute("DELETE FROM rollup_hourly WHERE dim = ?1", [code])
-            .unwrap();
-        c.execute("DELETE FROM rollup_window WHERE dim = ?1", [code])
-            .unwrap();
-        c.execute("DELETE FROM rollup_state WHERE name = 'dims_version'", [])
-            .unwrap();
-    }
-    let store = open_file(&db).await;
-    assert_eq!(recent_tops(&store, now).await, want);
-    store.close().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn increments_applied_before_the_crash_are_not_applied_twice() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("b.db");
@@ -169,22 +133,20 @@ async fn rollups_of_an_older_database_move_to_their_own_file() {
     insert_sessions(&store, &gen_sessions(7, 90, 40), 30).await;
     let want = snapshot(&store).await;
     store.close().await;
-    // Put the roll-ups back where schema version 10 kept them, with no roll-up file (and
-    // without the (source, honeypot) dimension, which came later).
+    // Put the roll-ups back where schema version 10 kept them, with no roll-up file.
     let c = Connection::open(&db).unwrap();
     c.execute_batch(&format!(
         "ATTACH DATABASE '{}' AS ru;
-         CREATE TABLE main.rollup_hourly AS SELECT * FROM ru.rollup_hourly WHERE dim <> 11;
-         CREATE TABLE main.rollup_window AS SELECT * FROM ru.rollup_window WHERE dim <> 11;
+         CREATE TABLE main.rollup_hourly AS SELECT * FROM ru.rollup_hourly;
+         CREATE TABLE main.rollup_window AS SELECT * FROM ru.rollup_window;
          INSERT INTO main.counters (name, value)
              SELECT name, value FROM ru.rollup_state WHERE name = 'rollup_window_hour';
          DETACH DATABASE ru;",
         rollup_path(&db).display()
     ))
     .unwrap();
-    // Nonsense in the sessions: the move must copy, not recompute (the (source, honeypot)
-    // dimension is recomputed, from columns left alone).
-    c.execute("UPDATE sessions SET sensor = 'moved-not-rebuilt'", [])
+    // Nonsense in the sessions: the move must copy, not recompute.
+    c.execute("UPDATE sessions SET honeypot = 'moved-not-rebuilt'", [])
         .unwrap();
     drop(c);
     remove_rollup_file(&db);

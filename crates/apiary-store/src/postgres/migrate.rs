@@ -84,11 +84,6 @@ const MIGRATIONS: &[Migration] = &[
         "asn_by_run",
         include_str!("../../migrations/postgres/0015_asn_by_run.sql"),
     ),
-    (
-        16,
-        "honeypot_source_rollup",
-        include_str!("../../migrations/postgres/0016_honeypot_source_rollup.sql"),
-    ),
 ];
 
 /// Advisory lock class of migrations (the second key is the schema's hash).

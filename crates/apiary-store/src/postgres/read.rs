@@ -413,7 +413,7 @@ pub(super) async fn top_sources(c: &impl GenericClient, q: &TopSourcesQuery) -> 
         return Ok(TopSources::default());
     };
     loop {
-        let candidates = top(c, crate::ranking::CANDIDATES, since, until, search.want()).await?;
+        let candidates = top(c, Dimension::SourceIp, since, until, search.want()).await?;
         // Several addresses per round trip, more as the search goes on: a top 10 is
         // usually decided by its first dozen candidates, while a filter the roll-up cannot
         // see (honeypot, port) may need thousands (one query each took 2 s at 200,000

@@ -86,11 +86,6 @@ const MIGRATIONS: &[Migration] = &[
         "asn_by_run",
         include_str!("../../migrations/sqlite/0015_asn_by_run.sql"),
     ),
-    (
-        16,
-        "honeypot_source_rollup",
-        include_str!("../../migrations/sqlite/0016_honeypot_source_rollup.sql"),
-    ),
 ];
 
 /// How often a long migration logs that it is still running.

@@ -675,7 +675,7 @@ pub(super) fn top_sources(c: &Connection, q: &TopSourcesQuery) -> Result<TopSour
     };
     let runs = runs::overlapping(c, Some(us(since)), Some(us(until)), None)?;
     loop {
-        let candidates = top(c, crate::ranking::CANDIDATES, since, until, search.want())?;
+        let candidates = top(c, Dimension::SourceIp, since, until, search.want())?;
         while let Some(ip) = search.next_probe(&candidates) {
             search.add(source_groups(c, &f, ip, &runs, q)?);
         }

@@ -223,7 +223,6 @@ pub(super) fn adopt(rc: &mut Connection, log: Log) -> Result<Adopted> {
     let tx = rc.transaction_with_behavior(TransactionBehavior::Deferred)?;
     lock_for_write(&tx)?;
     if state(&tx, ru, BELONGS_TO)? == Some(id) {
-        add_missing_dims(&tx, src, ru)?;
         tx.commit()?;
         return Ok(Adopted::Current);
     }
@@ -250,7 +249,6 @@ pub(super) fn adopt(rc: &mut Connection, log: Log) -> Result<Adopted> {
             )
             .optional()?;
         set_state(&tx, ru, crate::window::HOUR_COUNTER, w.unwrap_or(-1))?;
-        add_missing_dims(&tx, src, ru)?;
         Adopted::Moved
     } else {
         rebuild_hourly(&tx, src, ru)?;
@@ -292,11 +290,15 @@ pub(super) fn drop_legacy(main: &mut Connection) -> Result<bool> {
 /// [`Rollups::session`] and [`Rollups::credential`] count.
 fn rebuild_hourly(c: &Connection, src: &str, ru: &str) -> Result<()> {
     let started = Instant::now();
-    let sessions = count_sessions(c, src)?;
+    let sessions: i64 = c.query_row(&format!("SELECT COUNT(*) FROM {src}.sessions"), [], |r| {
+        r.get(0)
+    })?;
     if sessions > 0 {
         tracing::info!(sessions, "rebuilding the roll-ups from the stored sessions");
     }
-    let per_session: [(Dimension, &str); 10] = [
+    // div_euclid, as hours::hour_of.
+    let hour = format!("CASE WHEN ts >= 0 THEN ts / {HOUR_US} ELSE (ts + 1) / {HOUR_US} - 1 END");
+    let per_session: [(Dimension, &str); 9] = [
         (Dimension::All, "''"),
         (Dimension::Honeypot, "honeypot"),
         (Dimension::Sensor, "sensor"),
@@ -306,7 +308,6 @@ fn rebuild_hourly(c: &Connection, src: &str, ru: &str) -> Result<()> {
         (Dimension::Country, "country_code"),
         (Dimension::Protocol, "protocol"),
         (Dimension::Signature, "signature"),
-        (Dimension::HoneypotSource, HONEYPOT_SOURCE),
     ];
     let per_credential = [
         (Dimension::Username, "username"),
@@ -314,112 +315,28 @@ fn rebuild_hourly(c: &Connection, src: &str, ru: &str) -> Result<()> {
     ];
     let sources = per_session
         .iter()
-        .map(|(d, col)| (*d, *col, "sessions"))
+        .map(|(d, col)| (d, col, "sessions"))
         .chain(
             per_credential
                 .iter()
-                .map(|(d, col)| (*d, *col, "credentials")),
+                .map(|(d, col)| (d, col, "credentials")),
         );
     for (dim, col, table) in sources {
-        count_into_hourly(c, src, ru, dim, col, table)?;
+        c.execute(
+            &format!(
+                "INSERT INTO {ru}.rollup_hourly (dim, hour, value, count)
+                 SELECT ?1, h, v, COUNT(*) FROM (
+                     SELECT {hour} AS h, {col} AS v FROM {src}.{table} WHERE {col} IS NOT NULL)
+                 GROUP BY h, v"
+            ),
+            [dim.code()],
+        )?;
     }
-    set_state(c, ru, DIMS_VERSION, CURRENT_DIMS)?;
     if sessions > 0 {
         tracing::info!(
             sessions,
             seconds = started.elapsed().as_secs_f64(),
             "roll-ups rebuilt"
-        );
-    }
-    Ok(())
-}
-
-/// `rollup_state` name of the dimensions a roll-up file holds: 1 (or absent) the eleven of
-/// 0001, 2 with [`Dimension::HoneypotSource`] as well.
-const DIMS_VERSION: &str = "dims_version";
-const CURRENT_DIMS: i64 = 2;
-
-/// [`Dimension::honeypot_source`] in SQL.
-const HONEYPOT_SOURCE: &str = "source_ip || char(9) || honeypot";
-
-fn count_sessions(c: &Connection, src: &str) -> Result<i64> {
-    Ok(
-        c.query_row(&format!("SELECT COUNT(*) FROM {src}.sessions"), [], |r| {
-            r.get(0)
-        })?,
-    )
-}
-
-/// Adds the hourly rows of `dim`, whose value is the SQL expression `col` over `table`.
-fn count_into_hourly(
-    c: &Connection,
-    src: &str,
-    ru: &str,
-    dim: Dimension,
-    col: &str,
-    table: &str,
-) -> Result<()> {
-    // div_euclid, as hours::hour_of.
-    let hour = format!("CASE WHEN ts >= 0 THEN ts / {HOUR_US} ELSE (ts + 1) / {HOUR_US} - 1 END");
-    c.execute(
-        &format!(
-            "INSERT INTO {ru}.rollup_hourly (dim, hour, value, count)
-             SELECT ?1, h, v, COUNT(*) FROM (
-                 SELECT {hour} AS h, {col} AS v FROM {src}.{table} WHERE {col} IS NOT NULL)
-             GROUP BY h, v"
-        ),
-        [dim.code()],
-    )?;
-    Ok(())
-}
-
-/// Counts the dimensions added since a roll-up file was made (only
-/// [`Dimension::HoneypotSource`] so far) from the stored sessions, in the adopting
-/// transaction, and adds their sums to the 24-hour window where one is built (so top-N over
-/// the last day reads it from the first query on). Log rows not applied yet were written
-/// by a version without those dimensions (a version with them adopts the file first), so
-/// they hold none of their increments and are applied as usual later.
-fn add_missing_dims(c: &Connection, src: &str, ru: &str) -> Result<()> {
-    if state(c, ru, DIMS_VERSION)?.unwrap_or(1) >= CURRENT_DIMS {
-        return Ok(());
-    }
-    let started = Instant::now();
-    let sessions = count_sessions(c, src)?;
-    if sessions > 0 {
-        tracing::info!(
-            sessions,
-            "adding the per-honeypot source roll-up (top attackers by honeypot) from the stored sessions"
-        );
-    }
-    let code = Dimension::HoneypotSource.code();
-    for t in ["rollup_hourly", "rollup_window"] {
-        c.execute(&format!("DELETE FROM {ru}.{t} WHERE dim = ?1"), [code])?;
-    }
-    count_into_hourly(
-        c,
-        src,
-        ru,
-        Dimension::HoneypotSource,
-        HONEYPOT_SOURCE,
-        "sessions",
-    )?;
-    if let Some(w) = state(c, ru, crate::window::HOUR_COUNTER)?.filter(|&w| w >= 0) {
-        c.execute(
-            &format!(
-                "INSERT INTO {ru}.rollup_window (dim, value, count)
-                 SELECT dim, value, SUM(count) FROM {ru}.rollup_hourly
-                 WHERE dim = ?1 AND hour >= ?2 AND hour <= ?3
-                 GROUP BY dim, value HAVING SUM(count) <> 0"
-            ),
-            params![code, w - crate::window::SPAN, w],
-        )?;
-    }
-    set_state(c, ru, DIMS_VERSION, CURRENT_DIMS)?;
-    if sessions > 0 {
-        tracing::info!(
-            sessions,
-            seconds = started.elapsed().as_secs_f64(),
-            "per-honeypot source roll-up added"
         );
     }
     Ok(())

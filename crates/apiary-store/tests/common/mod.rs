@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use apiary_model::{Credential, GeoInfo, IdsAlert, Normalized, RawEvent, Session, SessionDetails};
-use apiary_store::{Dimension, IngestItem, Page, SessionFilter, Store};
+use apiary_store::{IngestItem, Page, SessionFilter, Store};
 pub use apiary_testdata::pg::{scoped_url, PgSchema};
 use bytes::Bytes;
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -207,36 +207,11 @@ pub fn newest_first(sessions: &mut [Session]) {
 }
 
 /// SQL that takes a SQLite database back to the schema before migrations 0014 and 0015
-/// (day-led source index, ASN-led ASN index, no run spans); the next open re-applies them
-/// (and 0016, which changes nothing in the main file).
+/// (day-led source index, ASN-led ASN index, no run spans); the next open re-applies them.
 pub const BEFORE_RUN_INDEXES: &str = "DROP INDEX sessions_source_run;
     DROP INDEX sessions_asn_run;
     DROP TABLE session_runs;
     CREATE INDEX sessions_source_day ON sessions (ts / 86400000000, source_key, ts,
         honeypot, protocol, destination_port, sensor);
     CREATE INDEX sessions_asn ON sessions (asn, ts);
-    DELETE FROM schema_migrations WHERE version IN (14, 15, 16);";
-
-/// `n` sessions over the 20 hours before `now`, so the 24-hour window holds them too.
-pub fn recent_sessions(seed: u64, n: usize, now: DateTime<Utc>) -> Vec<Session> {
-    let mut sessions = gen_sessions(seed, n, 20);
-    for s in &mut sessions {
-        s.timestamp = now - Duration::hours(20) + (s.timestamp - base());
-    }
-    sessions
-}
-
-/// Every dimension's top over the last 30 hours (summed from the hourly rows) and over the
-/// last day (read from the 24-hour window).
-pub async fn recent_tops(
-    store: &Arc<dyn Store>,
-    now: DateTime<Utc>,
-) -> Vec<(Dimension, Vec<(String, u64)>)> {
-    let mut out = Vec::new();
-    for d in Dimension::ALL {
-        for since in [now - Duration::hours(30), now - Duration::hours(24)] {
-            out.push((d, store.top(d, since, now, 1000).await.unwrap()));
-        }
-    }
-    out
-}
+    DELETE FROM schema_migrations WHERE version IN (14, 15);";
