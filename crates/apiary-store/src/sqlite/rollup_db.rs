@@ -38,6 +38,10 @@ const SOURCE: &str = "src";
 /// The roll-up file's schema, all `IF NOT EXISTS` (applied on every open). The tables are
 /// those of the main file's migrations 0001, 0003 and 0007, which move here.
 ///
+/// The window's count index holds only rows of at least [`super::window::HOT`] sessions;
+/// files made before lose the full index (`rollup_window_top`) on open and get this one,
+/// built from the window's rows.
+///
 /// No index by value: no query reads the hourly rows by value across hours (per-value
 /// series probe the primary key hour by hour), and migration 0003 dropped it for ingest
 /// speed. Files made before it was noticed that the move had brought it back lose it on
@@ -58,12 +62,21 @@ const SCHEMA: &str = "
         count INTEGER NOT NULL,
         PRIMARY KEY (dim, value)
     ) WITHOUT ROWID;
-    CREATE INDEX IF NOT EXISTS {s}.rollup_window_top ON rollup_window (dim, count DESC, value);
+    DROP INDEX IF EXISTS {s}.rollup_window_top;
+    CREATE INDEX IF NOT EXISTS {s}.rollup_window_hot ON rollup_window (dim, count DESC, value)
+        WHERE count >= {hot};
     CREATE TABLE IF NOT EXISTS {s}.rollup_state (
         name  TEXT PRIMARY KEY,
         value INTEGER NOT NULL
     ) WITHOUT ROWID;
 ";
+
+/// [`SCHEMA`] for the roll-up file attached as `alias`.
+fn schema(alias: &str) -> String {
+    SCHEMA
+        .replace("{s}", alias)
+        .replace("{hot}", &super::window::HOT.to_string())
+}
 
 /// `rollup_state` names.
 const APPLIED: &str = "applied_log_id";
@@ -138,7 +151,7 @@ pub(super) fn open_writer(main: &Path) -> Result<Connection> {
         &format!("ATTACH DATABASE ?1 AS {SOURCE}"),
         [main.to_string_lossy()],
     )?;
-    conn.execute_batch(&SCHEMA.replace("{s}", "main"))?;
+    conn.execute_batch(&schema("main"))?;
     Ok(conn)
 }
 
@@ -154,7 +167,7 @@ pub(super) fn attach_to_reader(c: &Connection, main: &Path) -> Result<()> {
 /// Gives the one connection of an in-memory database its in-memory roll-up schema.
 pub(super) fn attach_memory(c: &Connection) -> Result<()> {
     c.execute_batch(&format!("ATTACH DATABASE ':memory:' AS {ALIAS};"))?;
-    c.execute_batch(&SCHEMA.replace("{s}", ALIAS))?;
+    c.execute_batch(&schema(ALIAS))?;
     Ok(())
 }
 
@@ -389,7 +402,7 @@ mod tests {
     }
 
     #[test]
-    fn an_old_rollup_file_loses_the_value_index_and_keeps_its_rows() {
+    fn an_old_rollup_file_loses_the_value_and_full_count_indexes_and_keeps_its_rows() {
         let dir = tempfile::tempdir().unwrap();
         let main = dir.path().join("apiary.db");
         {
@@ -399,19 +412,33 @@ mod tests {
                      value TEXT NOT NULL, count INTEGER NOT NULL,
                      PRIMARY KEY (dim, hour, value)) WITHOUT ROWID;
                  CREATE INDEX rollup_hourly_value ON rollup_hourly (dim, value, hour);
-                 INSERT INTO rollup_hourly VALUES (4, 7, '192.0.2.1', 3);",
+                 INSERT INTO rollup_hourly VALUES (4, 7, '192.0.2.1', 3);
+                 CREATE TABLE rollup_window (dim INTEGER NOT NULL, value TEXT NOT NULL,
+                     count INTEGER NOT NULL, PRIMARY KEY (dim, value)) WITHOUT ROWID;
+                 CREATE INDEX rollup_window_top ON rollup_window (dim, count DESC, value);
+                 INSERT INTO rollup_window VALUES (4, '192.0.2.1', 3), (4, '192.0.2.2', 99);",
             )
             .unwrap();
         }
         let c = open_writer(&main).unwrap();
-        let indexes: i64 = c
+        let indexes: Vec<String> = c
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        // The window's full count index became the partial one, holding the hot row only.
+        assert_eq!(indexes, ["rollup_window_hot"]);
+        let hot: i64 = c
             .query_row(
-                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'rollup_hourly_value'",
+                "SELECT COUNT(*) FROM rollup_window INDEXED BY rollup_window_hot
+                 WHERE dim = 4 AND count >= 64",
                 [],
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(indexes, 0);
+        assert_eq!(hot, 1);
         let n: i64 = c
             .query_row("SELECT count FROM rollup_hourly WHERE hour = 7", [], |r| {
                 r.get(0)
