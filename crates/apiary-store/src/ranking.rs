@@ -167,7 +167,12 @@ impl TopSearch {
                 truncated,
             });
         }
-        self.want = MAX_PROBES;
+        // Four times as many, not straight to the cap: a top 10 by honeypot typically
+        // needs a hundred or two candidates, and reading 10,000 of them from the 24-hour
+        // window goes past the values its count index holds (SQLite's holds only values
+        // with 64 sessions or more) into a sort of all the others: 121 ms instead of
+        // ~19 ms at 12M sessions.
+        self.want = (self.want * 4).min(MAX_PROBES);
         None
     }
 }
@@ -281,6 +286,24 @@ mod tests {
         // 10.0.0.1 with 9 sessions kept: no candidate with a smaller sum can enter.
         b.add_for("10.0.0.1", vec![row("10.0.0.1", "a", 9)]);
         assert!(b.next_probes(&candidates, 4).is_empty());
+    }
+
+    #[test]
+    fn rounds_read_four_times_more_candidates_up_to_the_cap() {
+        let q = TopSourcesQuery {
+            limit: 10,
+            ..Default::default()
+        };
+        let (mut s, _) = TopSearch::new(&q);
+        let mut wants = vec![s.want()];
+        while s.end_round(s.want()).is_none() {
+            wants.push(s.want());
+        }
+        assert_eq!(wants, [64, 256, 1024, 4096, MAX_PROBES]);
+        // A round that read fewer than it asked for saw every address: the answer.
+        let (mut s, _) = TopSearch::new(&q);
+        let answer = s.end_round(63).unwrap();
+        assert!(!answer.truncated);
     }
 
     #[test]
