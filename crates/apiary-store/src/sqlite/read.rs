@@ -674,6 +674,13 @@ pub(super) fn top_sources(c: &Connection, q: &TopSourcesQuery) -> Result<TopSour
         return Ok(TopSources::default());
     };
     let runs = runs::overlapping(c, Some(us(since)), Some(us(until)), None)?;
+    let (lo, hi) = hour_range(since, until);
+    search.cheap_reads(super::window::indexed_values(
+        c,
+        Dimension::SourceIp,
+        lo,
+        hi,
+    )?);
     loop {
         let candidates = top(c, Dimension::SourceIp, since, until, search.want())?;
         while let Some(ip) = search.next_probe(&candidates) {

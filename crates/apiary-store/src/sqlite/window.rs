@@ -164,12 +164,30 @@ static HOT_ROWS: LazyLock<String> = LazyLock::new(|| {
          ORDER BY count DESC, value"
     )
 });
+static HOT_COUNT: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT COUNT(*) FROM rollup_window WHERE dim = ?1 AND count >= {HOT}")
+});
 static COLD_ROWS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT value, count FROM rollup_window WHERE dim = ?1 AND count > 0 AND count < {HOT}
          ORDER BY count DESC, value"
     )
 });
+
+/// How many values of `dim` a query over the hour buckets `[lo, hi)` reads from the
+/// window's count index: its hot rows when the window answers that query, else none.
+pub(super) fn indexed_values(c: &Connection, dim: Dimension, lo: i64, hi: i64) -> Result<usize> {
+    let Some(w) = current_hour(c)? else {
+        return Ok(0);
+    };
+    if !answers(w, dim, lo, hi, 1) {
+        return Ok(0);
+    }
+    let n: i64 = c
+        .prepare_cached(&HOT_COUNT)?
+        .query_row([dim.code()], |r| r.get(0))?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
 
 /// Top `limit` values of `dim` over the hour buckets `[lo, hi)` from the window when
 /// [`answers`] says it can; `None` means: sum the hourly rows instead.
@@ -401,6 +419,8 @@ mod tests {
             top(&c, ip, h - SPAN + 1, h + 1, 3).unwrap().unwrap(),
             want(&[("a", hot + 40), ("b", hot), ("c", hot - 1)])
         );
+        assert_eq!(indexed_values(&c, ip, h - SPAN, h + 1).unwrap(), 3);
+        assert_eq!(indexed_values(&c, ip, h - SPAN - 1, h + 1).unwrap(), 0);
         // Counts moving across the bound keep the index right.
         batch(&c, h, &[(ip, h, "e", hot), (ip, h, "a", -(hot + 39))]);
         assert_eq!(
@@ -421,6 +441,8 @@ mod tests {
             let rows = st.query_map([4], |r| r.get::<_, String>(3)).unwrap();
             rows.map(|r| r.unwrap()).collect::<Vec<_>>().join("; ")
         };
+        let count = plan(&HOT_COUNT);
+        assert!(count.contains("rollup_window_hot"), "{count}");
         let hot = plan(&HOT_ROWS);
         assert!(hot.contains("rollup_window_hot"), "{hot}");
         assert!(!hot.contains("TEMP B-TREE"), "{hot}");
