@@ -283,3 +283,205 @@ async fn readers_are_exact_across_overlapping_runs_migration_and_retention() {
     check_listings(&store, &[]).await;
     store.close().await;
 }
+
+/// Brute force of `top_sources` with every group kept (the limit is above their number).
+fn brute_groups(stored: &[Session], q: &TopSourcesQuery) -> BTreeMap<GroupKey, u64> {
+    let f = &q.filter;
+    let mut want = BTreeMap::new();
+    for s in stored {
+        let pass = f.since.is_none_or(|t| s.timestamp >= t)
+            && f.until.is_none_or(|t| s.timestamp < t)
+            && f.honeypot.as_ref().is_none_or(|h| *h == s.honeypot)
+            && f.sensor.as_ref().is_none_or(|x| *x == s.sensor)
+            && f.protocol
+                .as_ref()
+                .is_none_or(|p| s.protocol.as_ref() == Some(p))
+            && f.destination_port
+                .is_none_or(|p| s.destination_port == Some(p))
+            && f.country.as_ref().is_none_or(|c| {
+                s.source_geo.as_ref().and_then(|g| g.country_code.as_ref()) == Some(c)
+            })
+            && s.protocol
+                .as_ref()
+                .is_none_or(|p| !q.exclude_protocols.contains(p));
+        if !pass {
+            continue;
+        }
+        let (protocol, port) = match q.grouping {
+            SourceGrouping::Honeypot => (None, None),
+            SourceGrouping::Service => (s.protocol.clone(), s.destination_port),
+        };
+        *want
+            .entry((s.source_ip.unwrap(), s.honeypot.clone(), protocol, port))
+            .or_default() += 1;
+    }
+    want
+}
+
+type GroupKey = (IpAddr, String, Option<String>, Option<u16>);
+
+async fn top_groups(store: &Arc<dyn Store>, q: &TopSourcesQuery) -> BTreeMap<GroupKey, u64> {
+    let got = store.top_sources(q.clone()).await.unwrap();
+    assert!(!got.truncated);
+    got.rows
+        .iter()
+        .map(|r| {
+            (
+                (
+                    r.source_ip,
+                    r.honeypot.clone(),
+                    r.protocol.clone(),
+                    r.destination_port,
+                ),
+                r.count,
+            )
+        })
+        .collect()
+}
+
+/// Windows that take some runs whole and cut others, with the filters the kept per-run
+/// counts are filtered by in memory (and a country, which they cannot be).
+fn cache_queries() -> Vec<TopSourcesQuery> {
+    let t = |h: i64| Some(base() + Duration::hours(h));
+    let mut out = Vec::new();
+    for (since, until) in [(None, None), (t(0), t(24)), (t(3), t(20)), (t(6), t(18))] {
+        let window = SessionFilter {
+            since,
+            until,
+            ..SessionFilter::default()
+        };
+        let filters = [
+            window.clone(),
+            SessionFilter {
+                honeypot: Some("cowrie".into()),
+                ..window.clone()
+            },
+            SessionFilter {
+                sensor: Some("sensor-b".into()),
+                protocol: Some("ssh".into()),
+                ..window.clone()
+            },
+            SessionFilter {
+                destination_port: Some(445),
+                ..window.clone()
+            },
+            SessionFilter {
+                country: Some("DE".into()),
+                ..window.clone()
+            },
+        ];
+        for filter in filters {
+            for grouping in [SourceGrouping::Honeypot, SourceGrouping::Service] {
+                for exclude_protocols in [vec![], vec!["telnet".to_string()]] {
+                    out.push(TopSourcesQuery {
+                        filter: filter.clone(),
+                        grouping,
+                        exclude_protocols,
+                        limit: 1000,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Every query twice (the second finds the per-run counts the first kept).
+async fn check_cached_top_sources(store: &Arc<dyn Store>, stored: &[Session], when: &str) {
+    for q in cache_queries() {
+        let want = brute_groups(stored, &q);
+        assert_eq!(top_groups(store, &q).await, want, "{when}, first: {q:?}");
+        assert_eq!(top_groups(store, &q).await, want, "{when}, again: {q:?}");
+    }
+}
+
+/// Sealed runs' counts of probed addresses are kept in memory between queries. They must
+/// stay exact through retention (here and in another process's store on the same file)
+/// and re-normalization, which change sealed runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_run_counts_stay_exact_through_retention_and_renormalization() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("kept.db");
+    let store = open_file(&db).await;
+    // Four runs over hours 0-6, 6-12, 12-18 and 18-24: a day's window takes runs whole
+    // and the others cut them.
+    let parts: Vec<Vec<Session>> = (0..4)
+        .map(|k| {
+            let mut part = gen_sessions(60 + k, 300, 6);
+            for s in &mut part {
+                s.timestamp += Duration::hours(6 * k as i64);
+            }
+            part
+        })
+        .collect();
+    let mut stored = store_in_runs(&store, &db, &parts).await;
+    check_cached_top_sources(&store, &stored, "stored").await;
+
+    // Retention through this store: run 0 loses its first three hours.
+    let cut = base() + Duration::hours(3);
+    store.prune(None, Some(cut), 50).await.unwrap();
+    stored.retain(|s| s.timestamp >= cut);
+    check_cached_top_sources(&store, &stored, "after retention").await;
+
+    // Through another store on the same file, as `apiary` run beside the server would.
+    let other = open_file(&db).await;
+    let cut = base() + Duration::hours(9);
+    other.prune(None, Some(cut), 50).await.unwrap();
+    other.close().await;
+    stored.retain(|s| s.timestamp >= cut);
+    check_cached_top_sources(&store, &stored, "after another store's retention").await;
+
+    // Re-normalization moves a session of sealed run 2 to another honeypot.
+    let i = stored
+        .iter()
+        .position(|s| s.id.unwrap() >> 16 == 2 && s.honeypot == "cowrie")
+        .unwrap();
+    let mut moved = stored.remove(i);
+    moved.honeypot = "dionaea".into();
+    moved.channel = "dionaea.events".into();
+    moved.id = None;
+    let raw_id = moved.raw_id.unwrap();
+    store
+        .renormalize_batch(vec![(
+            raw_id,
+            Ok(vec![apiary_model::Normalized::Session(Box::new(
+                moved.clone(),
+            ))]),
+        )])
+        .await
+        .unwrap();
+    stored.push(moved);
+    check_cached_top_sources(&store, &stored, "after re-normalization").await;
+
+    // The counts are served from memory: a delete behind the store's back (not recorded
+    // in its counters) is not seen in a kept run (run 2, which starts after every
+    // retention cutoff so far), and is once retention deletes from that run.
+    let hidden: i64 = conn(&db)
+        .query_row(
+            "SELECT id FROM sessions WHERE id >> 16 = 2 AND source_key IS NOT NULL LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    conn(&db)
+        .execute("DELETE FROM sessions WHERE id = ?1", [hidden])
+        .unwrap();
+    let day = TopSourcesQuery {
+        filter: SessionFilter {
+            since: Some(base()),
+            until: Some(base() + Duration::hours(24)),
+            ..SessionFilter::default()
+        },
+        grouping: SourceGrouping::Honeypot,
+        exclude_protocols: Vec::new(),
+        limit: 1000,
+    };
+    assert_eq!(top_groups(&store, &day).await, brute_groups(&stored, &day));
+    stored.retain(|s| s.id != Some(hidden));
+    assert_ne!(top_groups(&store, &day).await, brute_groups(&stored, &day));
+    let cut = base() + Duration::hours(13);
+    store.prune(None, Some(cut), 50).await.unwrap();
+    stored.retain(|s| s.timestamp >= cut);
+    assert_eq!(top_groups(&store, &day).await, brute_groups(&stored, &day));
+    store.close().await;
+}

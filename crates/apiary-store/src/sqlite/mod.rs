@@ -30,6 +30,7 @@ mod migrate;
 mod read;
 mod rollup_db;
 mod rows;
+mod run_counts;
 mod runs;
 mod trouble;
 mod turns;
@@ -98,6 +99,8 @@ pub(crate) struct SqliteStore {
     readers: Option<Arc<ReaderPool>>,
     checkpointer: Option<Checkpointer>,
     path: Option<PathBuf>,
+    /// Per-run counts of probed source addresses (see [`run_counts`]).
+    run_counts: Arc<run_counts::RunCounts>,
 }
 
 /// The background checkpoint thread; stopped by `close` or on drop.
@@ -409,6 +412,7 @@ impl SqliteStore {
             readers,
             checkpointer,
             path,
+            run_counts: Arc::default(),
         })
     }
 
@@ -692,7 +696,9 @@ impl Store for SqliteStore {
     }
 
     async fn top_sources(&self, query: TopSourcesQuery) -> Result<TopSources> {
-        self.read(move |c| read::top_sources(c, &query)).await
+        let cache = self.run_counts.clone();
+        self.read(move |c| read::top_sources(c, &query, &cache))
+            .await
     }
 
     async fn files(&self, page: Page) -> Result<(Vec<FileRow>, Option<Cursor>)> {

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use apiary_model::{Credential, FileRecord, P0fMetadata, RawEvent, Session};
 use bytes::Bytes;
@@ -13,6 +14,7 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use super::conv::{day_bounds, day_of, ip_key, net_range};
 use super::credential_terms::{CREDENTIAL_IN, HAS_CREDENTIAL};
 use super::rows::{SessionRow, SESSION_COLS};
+use super::run_counts::{self, RunCounts, Stamp};
 use super::runs::{self, RUN};
 use crate::hours::{from_us, hour_range, us, HourSlots, HOUR_US};
 use crate::like::like_contains;
@@ -667,13 +669,21 @@ pub(super) fn attacker_stats(
     Ok(stats)
 }
 
-pub(super) fn top_sources(c: &Connection, q: &TopSourcesQuery) -> Result<TopSources> {
+pub(super) fn top_sources(
+    c: &Connection,
+    q: &TopSourcesQuery,
+    cache: &RunCounts,
+) -> Result<TopSources> {
     crate::ranking::check_query(q)?;
     let (mut search, f) = TopSearch::new(q);
     let (Some(since), Some(until)) = (f.since, f.until) else {
         return Ok(TopSources::default());
     };
+    // Before the runs are read: a delete after this is seen by the next query.
+    let stamp = Stamp::read(c)?;
+    cache.sync(&stamp);
     let runs = runs::overlapping(c, Some(us(since)), Some(us(until)), None)?;
+    let probe = Probe::new(&f, q, &runs, stamp);
     let (lo, hi) = hour_range(since, until);
     search.cheap_reads(super::window::indexed_values(
         c,
@@ -684,12 +694,155 @@ pub(super) fn top_sources(c: &Connection, q: &TopSourcesQuery) -> Result<TopSour
     loop {
         let candidates = top(c, Dimension::SourceIp, since, until, search.want())?;
         while let Some(ip) = search.next_probe(&candidates) {
-            search.add(source_groups(c, &f, ip, &runs, q)?);
+            search.add(probe.groups(c, ip, cache)?);
         }
         if let Some(answer) = search.end_round(candidates.len()) {
             return Ok(answer);
         }
     }
+}
+
+/// How one `top_sources` query counts a candidate address. Runs that lie inside the
+/// window and are sealed (see [`run_counts`]) are counted per run without the window or
+/// filter, kept in the cache, and filtered here; the others are counted by the index with
+/// the whole filter. Only filters on what the cached groups hold (honeypot, protocol,
+/// port, sensor) take the first way.
+struct Probe<'a> {
+    f: &'a SessionFilter,
+    q: &'a TopSourcesQuery,
+    stamp: Stamp,
+    kept: Vec<runs::Run>,
+    exact: Vec<runs::Run>,
+}
+
+type GroupKey = (String, Option<String>, Option<u16>);
+
+impl<'a> Probe<'a> {
+    fn new(f: &'a SessionFilter, q: &'a TopSourcesQuery, runs: &[runs::Run], stamp: Stamp) -> Self {
+        let cacheable = f.country.is_none()
+            && f.asn.is_none()
+            && f.signature.is_none()
+            && f.credential.is_none()
+            && f.channel.is_none()
+            && f.internal.is_none()
+            && f.text.is_none();
+        let (since, until) = (f.since.map(us), f.until.map(us));
+        let inside = |r: &runs::Run| {
+            since.is_none_or(|s| r.min_ts >= s) && until.is_none_or(|u| r.max_ts < u)
+        };
+        let (kept, exact) = runs
+            .iter()
+            .partition(|r| cacheable && stamp.sealed(r) && inside(r));
+        Self {
+            f,
+            q,
+            stamp,
+            kept,
+            exact,
+        }
+    }
+
+    fn groups(
+        &self,
+        c: &Connection,
+        ip: IpAddr,
+        cache: &RunCounts,
+    ) -> Result<Vec<SourceGroupCount>> {
+        let key = ip_key(ip);
+        let mut sums: HashMap<GroupKey, u64> = HashMap::new();
+        let mut missing = Vec::new();
+        for run in &self.kept {
+            match cache.get(run.run, key) {
+                Some(groups) => self.fold(&groups, &mut sums),
+                None => missing.push(*run),
+            }
+        }
+        if !missing.is_empty() {
+            for (run, groups) in run_groups(c, key, &missing)? {
+                self.fold(&groups, &mut sums);
+                cache.put(&self.stamp, &run, key, groups);
+            }
+        }
+        if !self.exact.is_empty() {
+            for g in source_groups(c, self.f, ip, &self.exact, self.q)? {
+                *sums
+                    .entry((g.honeypot, g.protocol, g.destination_port))
+                    .or_default() += g.count;
+            }
+        }
+        Ok(sums
+            .into_iter()
+            .map(
+                |((honeypot, protocol, destination_port), count)| SourceGroupCount {
+                    source_ip: ip,
+                    honeypot,
+                    protocol,
+                    destination_port,
+                    count,
+                },
+            )
+            .collect())
+    }
+
+    /// Adds the groups of one run that pass the filter, in the query's grouping.
+    fn fold(&self, groups: &[run_counts::Group], sums: &mut HashMap<GroupKey, u64>) {
+        let (f, q) = (self.f, self.q);
+        for g in groups {
+            let protocol = g.protocol.as_deref();
+            let pass = f.honeypot.as_ref().is_none_or(|h| *h == g.honeypot)
+                && f.sensor.as_ref().is_none_or(|s| *s == g.sensor)
+                && f.protocol.as_deref().is_none_or(|p| Some(p) == protocol)
+                && f.destination_port
+                    .is_none_or(|p| Some(p) == g.destination_port)
+                && protocol.is_none_or(|p| !q.exclude_protocols.iter().any(|x| x == p));
+            if !pass {
+                continue;
+            }
+            let key = match q.grouping {
+                SourceGrouping::Honeypot => (g.honeypot.clone(), None, None),
+                SourceGrouping::Service => {
+                    (g.honeypot.clone(), g.protocol.clone(), g.destination_port)
+                }
+            };
+            *sums.entry(key).or_default() += g.count;
+        }
+    }
+}
+
+/// Every session of source `key` in each of `runs`, grouped per run (runs without any
+/// included, empty).
+fn run_groups(
+    c: &Connection,
+    key: [u8; 16],
+    runs: &[runs::Run],
+) -> Result<Vec<(runs::Run, Arc<[run_counts::Group]>)>> {
+    let sql = format!(
+        "SELECT {RUN}, honeypot, protocol, destination_port, sensor, COUNT(*) \
+         FROM {SOURCE_INDEX} WHERE {} AND source_key = ?1 GROUP BY 1, 2, 3, 4, 5",
+        runs::in_list(runs)
+    );
+    let mut per_run: HashMap<i64, Vec<run_counts::Group>> = HashMap::new();
+    let mut st = c.prepare_cached(&sql)?;
+    let mut rows = st.query([&key[..]])?;
+    while let Some(r) = rows.next()? {
+        per_run
+            .entry(r.get(0)?)
+            .or_default()
+            .push(run_counts::Group {
+                honeypot: r.get(1)?,
+                protocol: r.get(2)?,
+                destination_port: r.get(3)?,
+                sensor: r.get(4)?,
+                count: r.get::<_, i64>(5)?.max(0) as u64,
+            });
+    }
+    Ok(runs
+        .iter()
+        .map(|run| {
+            let groups = per_run.remove(&run.run).unwrap_or_default();
+            (*run, Arc::from(groups))
+        })
+        .collect())
 }
 
 /// Exact grouped counts of one source address: one probe of the run-led source index per

@@ -13,6 +13,7 @@ use rusqlite::{params, CachedStatement, Connection, OptionalExtension, Transacti
 
 use super::conv::{ip_key, json_err};
 use super::credential_terms;
+use super::run_counts;
 use super::runs;
 use super::window;
 use crate::hours::{hour_of, us};
@@ -610,6 +611,9 @@ pub(super) fn renormalize_batch(
             out.raw_ids.push(raw_id);
         }
     }
+    if removed_sessions > 0 {
+        run_counts::rewritten(&tx)?;
+    }
     w.sessions -= removed_sessions;
     w.credentials -= removed_credentials;
     let added = w.sessions + removed_sessions;
@@ -658,6 +662,9 @@ pub(super) fn prune_sessions(
         "SELECT run FROM session_runs WHERE min_ts < ?1",
         params![us(t)],
     )?;
+    if sessions > 0 {
+        run_counts::pruned(&tx, us(t))?;
+    }
     tx.execute(BUMP_COUNTER, params!["sessions", -(sessions as i64)])?;
     tx.execute(BUMP_COUNTER, params!["credentials", -(creds as i64)])?;
     tx.commit()?;
