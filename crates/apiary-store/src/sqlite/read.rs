@@ -789,8 +789,8 @@ impl<'a> Probe<'a> {
         let (f, q) = (self.f, self.q);
         for g in groups {
             let protocol = g.protocol.as_deref();
-            let pass = f.honeypot.as_ref().is_none_or(|h| *h == g.honeypot)
-                && f.sensor.as_ref().is_none_or(|s| *s == g.sensor)
+            let pass = f.honeypot.as_deref().is_none_or(|h| h == &*g.honeypot)
+                && f.sensor.as_deref().is_none_or(|s| s == &*g.sensor)
                 && f.protocol.as_deref().is_none_or(|p| Some(p) == protocol)
                 && f.destination_port
                     .is_none_or(|p| Some(p) == g.destination_port)
@@ -799,10 +799,12 @@ impl<'a> Probe<'a> {
                 continue;
             }
             let key = match q.grouping {
-                SourceGrouping::Honeypot => (g.honeypot.clone(), None, None),
-                SourceGrouping::Service => {
-                    (g.honeypot.clone(), g.protocol.clone(), g.destination_port)
-                }
+                SourceGrouping::Honeypot => (g.honeypot.to_string(), None, None),
+                SourceGrouping::Service => (
+                    g.honeypot.to_string(),
+                    g.protocol.as_deref().map(str::to_owned),
+                    g.destination_port,
+                ),
             };
             *sums.entry(key).or_default() += g.count;
         }
@@ -822,19 +824,25 @@ fn run_groups(
         runs::in_list(runs)
     );
     let mut per_run: HashMap<i64, Vec<run_counts::Group>> = HashMap::new();
+    // The same few names recur in every run: one allocation each.
+    let mut names: HashMap<String, Arc<str>> = HashMap::new();
+    let mut name = |s: String| {
+        names
+            .entry(s)
+            .or_insert_with_key(|k| Arc::from(&**k))
+            .clone()
+    };
     let mut st = c.prepare_cached(&sql)?;
     let mut rows = st.query([&key[..]])?;
     while let Some(r) = rows.next()? {
-        per_run
-            .entry(r.get(0)?)
-            .or_default()
-            .push(run_counts::Group {
-                honeypot: r.get(1)?,
-                protocol: r.get(2)?,
-                destination_port: r.get(3)?,
-                sensor: r.get(4)?,
-                count: r.get::<_, i64>(5)?.max(0) as u64,
-            });
+        let group = run_counts::Group {
+            honeypot: name(r.get(1)?),
+            protocol: r.get::<_, Option<String>>(2)?.map(&mut name),
+            destination_port: r.get(3)?,
+            sensor: name(r.get(4)?),
+            count: r.get::<_, i64>(5)?.max(0) as u64,
+        };
+        per_run.entry(r.get(0)?).or_default().push(group);
     }
     Ok(runs
         .iter()

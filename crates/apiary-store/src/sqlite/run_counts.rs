@@ -33,16 +33,17 @@ const PRUNED_BEFORE: &str = "sessions_pruned_before";
 const REWRITTEN: &str = "sessions_rewritten";
 
 /// (run, source key) entries kept at most; past it the cache starts over. A top 10 by
-/// honeypot at 12M fills about 10,000; an entry is about 100-300 bytes.
+/// honeypot at 11.3M fills about 4,000; an entry takes about 100 bytes plus 56 per group
+/// (the names are shared within an entry).
 const MAX_ENTRIES: usize = 200_000;
 
 /// One (honeypot, protocol, destination port, sensor) group of a source in a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Group {
-    pub(super) honeypot: String,
-    pub(super) protocol: Option<String>,
+    pub(super) honeypot: Arc<str>,
+    pub(super) protocol: Option<Arc<str>>,
     pub(super) destination_port: Option<u16>,
-    pub(super) sensor: String,
+    pub(super) sensor: Arc<str>,
     pub(super) count: u64,
 }
 
