@@ -42,6 +42,9 @@ const SOURCE: &str = "src";
 /// files made before lose the full index (`rollup_window_top`) on open and get this one,
 /// built from the window's rows.
 ///
+/// `rollup_window_tier` lists the window's warm values (see [`super::window::WARM`]) by
+/// power-of-two tier; it is rebuilt from the window whenever the roll-up file is opened.
+///
 /// No index by value: no query reads the hourly rows by value across hours (per-value
 /// series probe the primary key hour by hour), and migration 0003 dropped it for ingest
 /// speed. Files made before it was noticed that the move had brought it back lose it on
@@ -65,6 +68,12 @@ const SCHEMA: &str = "
     DROP INDEX IF EXISTS {s}.rollup_window_top;
     CREATE INDEX IF NOT EXISTS {s}.rollup_window_hot ON rollup_window (dim, count DESC, value)
         WHERE count >= {hot};
+    CREATE TABLE IF NOT EXISTS {s}.rollup_window_tier (
+        dim   INTEGER NOT NULL,
+        tier  INTEGER NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (dim, tier, value)
+    ) WITHOUT ROWID;
     CREATE TABLE IF NOT EXISTS {s}.rollup_state (
         name  TEXT PRIMARY KEY,
         value INTEGER NOT NULL
@@ -236,6 +245,7 @@ pub(super) fn adopt(rc: &mut Connection, log: Log) -> Result<Adopted> {
     let tx = rc.transaction_with_behavior(TransactionBehavior::Deferred)?;
     lock_for_write(&tx)?;
     if state(&tx, ru, BELONGS_TO)? == Some(id) {
+        super::window::rebuild_tiers(&tx, Some(ru))?;
         tx.commit()?;
         return Ok(Adopted::Current);
     }
@@ -277,6 +287,7 @@ pub(super) fn adopt(rc: &mut Connection, log: Log) -> Result<Adopted> {
     )?;
     set_state(&tx, ru, APPLIED, last)?;
     set_state(&tx, ru, BELONGS_TO, id)?;
+    super::window::rebuild_tiers(&tx, Some(ru))?;
     tx.commit()?;
     Ok(how)
 }
