@@ -508,14 +508,19 @@ fn strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
     }
 }
 
-fn check(channel: &str, payload: Vec<u8>) -> Result<(), TestCaseError> {
-    let raw = RawEvent {
+/// A message of `channel` from one sensor, received at one fixed time.
+fn raw(channel: &str, payload: Vec<u8>) -> RawEvent {
+    RawEvent {
         id: None,
         channel: channel.to_owned(),
         ident: "sensor-1".into(),
         received_at: Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap(),
         payload: Bytes::from(payload),
-    };
+    }
+}
+
+fn check(channel: &str, payload: Vec<u8>) -> Result<(), TestCaseError> {
+    let raw = raw(channel, payload);
     let mut out = Vec::new();
     if normalize(&raw, &mut out).is_err() {
         prop_assert!(
@@ -565,15 +570,9 @@ proptest! {
 fn every_channel_has_an_accepted_seed() {
     for channel in known_channels() {
         let accepted = seeds().iter().filter(|s| s.channel == *channel).any(|s| {
-            let raw = RawEvent {
-                id: None,
-                channel: s.channel.clone(),
-                ident: "sensor-1".into(),
-                received_at: Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap(),
-                payload: Bytes::from(s.payload.clone().into_bytes()),
-            };
             let mut out = Vec::new();
-            normalize(&raw, &mut out).is_ok() && !out.is_empty()
+            normalize(&raw(&s.channel, s.payload.clone().into_bytes()), &mut out).is_ok()
+                && !out.is_empty()
         });
         assert!(
             accepted || *channel == "apiary.heartbeat",
@@ -599,13 +598,7 @@ fn hostile_messages(n: usize) -> Vec<RawEvent> {
                 let seed = &seeds()[i % seeds().len()];
                 (seed.channel.clone(), apply(seed, &edits))
             };
-            RawEvent {
-                id: None,
-                channel,
-                ident: "sensor-1".into(),
-                received_at: Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap(),
-                payload: Bytes::from(payload),
-            }
+            raw(&channel, payload)
         })
         .collect()
 }

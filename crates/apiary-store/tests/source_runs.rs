@@ -57,6 +57,24 @@ fn spans_from_sessions(db: &Path, cond: &str) -> Vec<(i64, i64, i64)> {
 /// no address query sees it) takes the id just below the next run, and the store's next
 /// insert continues from there. Every part spans the same hours, so runs overlap in time.
 async fn store_in_runs(store: &Arc<dyn Store>, db: &Path, parts: &[Vec<Session>]) -> Vec<Session> {
+    let mut stored = insert_in_runs(store, db, parts).await;
+    // Learn the session ids (one session per raw message).
+    let ids: BTreeMap<i64, i64> = conn(db)
+        .prepare("SELECT raw_id, id FROM sessions WHERE raw_id IS NOT NULL")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    for s in &mut stored {
+        s.id = Some(ids[&s.raw_id.unwrap()]);
+    }
+    stored
+}
+
+/// The inserting half of [`store_in_runs`]: the sessions with their raw ids, not their
+/// ids (which retention running meanwhile may take away).
+async fn insert_in_runs(store: &Arc<dyn Store>, db: &Path, parts: &[Vec<Session>]) -> Vec<Session> {
     let mut stored = Vec::new();
     for (k, part) in parts.iter().enumerate() {
         if k > 0 {
@@ -77,18 +95,35 @@ async fn store_in_runs(store: &Arc<dyn Store>, db: &Path, parts: &[Vec<Session>]
             }
         }
     }
-    // Learn the session ids (one session per raw message).
-    let ids: BTreeMap<i64, i64> = conn(db)
-        .prepare("SELECT raw_id, id FROM sessions WHERE raw_id IS NOT NULL")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<rusqlite::Result<_>>()
-        .unwrap();
-    for s in &mut stored {
-        s.id = Some(ids[&s.raw_id.unwrap()]);
-    }
     stored
+}
+
+/// `parts` parts of `n` sessions each, part `k` over the `hours` hours from `k * hours`.
+fn consecutive_parts(seed: u64, parts: u64, n: usize, hours: i64) -> Vec<Vec<Session>> {
+    (0..parts)
+        .map(|k| {
+            let mut part = gen_sessions(seed + k, n, hours);
+            for s in &mut part {
+                s.timestamp += Duration::hours(hours * k as i64);
+            }
+            part
+        })
+        .collect()
+}
+
+/// Top sources of `[since, until)` by honeypot, every group (the limit is above their
+/// number).
+fn by_honeypot(since: DateTime<Utc>, until: DateTime<Utc>) -> TopSourcesQuery {
+    TopSourcesQuery {
+        filter: SessionFilter {
+            since: Some(since),
+            until: Some(until),
+            ..SessionFilter::default()
+        },
+        grouping: SourceGrouping::Honeypot,
+        exclude_protocols: Vec::new(),
+        limit: 1000,
+    }
 }
 
 fn ids(sessions: &[Session]) -> Vec<i64> {
@@ -405,15 +440,7 @@ async fn kept_run_counts_stay_exact_through_retention_and_renormalization() {
     let store = open_file(&db).await;
     // Four runs over hours 0-6, 6-12, 12-18 and 18-24: a day's window takes runs whole
     // and the others cut them.
-    let parts: Vec<Vec<Session>> = (0..4)
-        .map(|k| {
-            let mut part = gen_sessions(60 + k, 300, 6);
-            for s in &mut part {
-                s.timestamp += Duration::hours(6 * k as i64);
-            }
-            part
-        })
-        .collect();
+    let parts = consecutive_parts(60, 4, 300, 6);
     let mut stored = store_in_runs(&store, &db, &parts).await;
     check_cached_top_sources(&store, &stored, "stored").await;
 
@@ -466,16 +493,7 @@ async fn kept_run_counts_stay_exact_through_retention_and_renormalization() {
     conn(&db)
         .execute("DELETE FROM sessions WHERE id = ?1", [hidden])
         .unwrap();
-    let day = TopSourcesQuery {
-        filter: SessionFilter {
-            since: Some(base()),
-            until: Some(base() + Duration::hours(24)),
-            ..SessionFilter::default()
-        },
-        grouping: SourceGrouping::Honeypot,
-        exclude_protocols: Vec::new(),
-        limit: 1000,
-    };
+    let day = by_honeypot(base(), base() + Duration::hours(24));
     assert_eq!(top_groups(&store, &day).await, brute_groups(&stored, &day));
     stored.retain(|s| s.id != Some(hidden));
     assert_ne!(top_groups(&store, &day).await, brute_groups(&stored, &day));
@@ -514,46 +532,13 @@ async fn kept_run_counts_survive_racing_inserts_and_retention() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("race.db");
     let store = open_file(&db).await;
-    let parts: Vec<Vec<Session>> = (0..10)
-        .map(|k| {
-            let mut part = gen_sessions(80 + k, 160, 2);
-            for s in &mut part {
-                s.timestamp += Duration::hours(2 * k as i64);
-            }
-            part
-        })
-        .collect();
+    let parts = consecutive_parts(80, 10, 160, 2);
     let (since, until) = (base(), base() + Duration::hours(30));
-    let day = TopSourcesQuery {
-        filter: SessionFilter {
-            since: Some(since),
-            until: Some(until),
-            ..SessionFilter::default()
-        },
-        grouping: SourceGrouping::Honeypot,
-        exclude_protocols: Vec::new(),
-        limit: 1000,
-    };
+    let day = by_honeypot(since, until);
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // As `store_in_runs`, without learning ids (retention deletes some meanwhile).
     let writer = {
         let (store, db) = (store.clone(), db.clone());
-        tokio::spawn(async move {
-            for (k, part) in parts.iter().enumerate() {
-                if k > 0 {
-                    conn(&db)
-                        .execute(
-                            "INSERT INTO sessions (id, ts, honeypot, channel, sensor) \
-                             VALUES (?1, 0, 'placeholder', 'placeholder', 'placeholder')",
-                            [((k as i64) << 16) - 1],
-                        )
-                        .unwrap();
-                }
-                for chunk in part.chunks(40) {
-                    store.insert_batch(items_for(chunk)).await.unwrap();
-                }
-            }
-        })
+        tokio::spawn(async move { insert_in_runs(&store, &db, &parts).await })
     };
     let pruner = {
         let store = store.clone();
